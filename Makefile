@@ -1,0 +1,116 @@
+# nbgate: one non-recursive Makefile.
+#
+#   make run            install what is missing, build, start nbgate (embedded default)
+#   make test           install what is missing, build, run unit + integration + fuzz replay
+#   make check          unit tests only
+#   make lint           clang-tidy, cppcheck, clang --analyze, banned functions, complexity
+#   make fuzz           libFuzzer builds of tests/fuzz (clang)
+#   make bench          bench/ scripts against real peers (writes docs/benchmarks.md)
+#   make install-deps   apt packages from scripts/deps.apt (idempotent)
+#   make SANITIZE=address,undefined test
+#
+# Each component folder builds build/lib<dir>.a from every .c in it;
+# binaries and tests link the archives.
+
+CC        ?= cc
+BUILD     ?= build
+PKGS      := libwebsockets libsodium libssl libcrypto sqlite3 libcjson
+CPPFLAGS  += -I. -D_GNU_SOURCE -D_FORTIFY_SOURCE=2
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fstack-protector-strong \
+             -Werror=implicit-function-declaration -Werror=incompatible-pointer-types \
+             -Werror=int-conversion -Werror=return-type -Werror=format-security \
+             -Werror=missing-prototypes -Werror=strict-prototypes
+ifeq ($(DEVELOPER),1)
+CFLAGS    += -Werror
+endif
+ifneq ($(SANITIZE),)
+CFLAGS    += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS   += -fsanitize=$(SANITIZE)
+BUILD     := build-san
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS     += $(PKG_CFLAGS)
+LIBS       := $(PKG_LIBS) -lpthread
+
+# Order matters for static linking: dependents first.
+COMPONENTS := gateway spawner common
+define component
+$(1)_SRC := $$(filter-out $(1)/main.c,$$(wildcard $(1)/*.c))
+$(1)_OBJ := $$(patsubst %.c,$(BUILD)/%.o,$$($(1)_SRC))
+$(BUILD)/lib$(1).a: $$($(1)_OBJ)
+	@mkdir -p $$(@D)
+	$$(AR) rcs $$@ $$^
+endef
+$(foreach c,$(COMPONENTS),$(eval $(call component,$(c))))
+ARCHIVES := $(foreach c,$(COMPONENTS),$(BUILD)/lib$(c).a)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+NBGATE := $(BUILD)/nbgate
+$(NBGATE): $(BUILD)/gateway/main.o $(ARCHIVES)
+	$(CC) $(LDFLAGS) -o $@ $< $(ARCHIVES) $(LIBS)
+
+# --- unit tests (cmocka): tests/unit/<dir>/test_<file>.c, one binary each ---
+UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
+UNIT_BIN  := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRC))
+$(BUILD)/tests/unit/%: tests/unit/%.c $(ARCHIVES)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -o $@ $< $(ARCHIVES) $(LIBS) -lcmocka
+
+# --- helpers and fuzz replay binaries ---
+HELPER_SRC := $(wildcard tests/helpers/*.c)
+HELPER_BIN := $(patsubst %.c,$(BUILD)/%,$(HELPER_SRC))
+$(BUILD)/tests/helpers/%: tests/helpers/%.c $(ARCHIVES)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -o $@ $< $(ARCHIVES) $(LIBS)
+
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  := $(patsubst %.c,$(BUILD)/%,$(FUZZ_SRC))
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(ARCHIVES)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DFUZZ_REPLAY_MAIN -MMD -MP -o $@ $< $(ARCHIVES) $(LIBS)
+
+.PHONY: all run test check check-integration check-fuzz fuzz lint bench install-deps clean complexity format-check
+all: $(NBGATE) $(HELPER_BIN)
+
+install-deps:
+	@scripts/install-deps.sh
+
+run: install-deps
+	@$(MAKE) --no-print-directory all
+	scripts/run.sh $(NBGATE)
+
+test: install-deps
+	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(FUZZ_BIN)
+	@$(MAKE) --no-print-directory check check-fuzz check-integration
+
+check: $(UNIT_BIN)
+	@scripts/run-unit.sh $(UNIT_BIN)
+
+check-fuzz: $(FUZZ_BIN)
+	@scripts/run-fuzz-replay.sh $(FUZZ_BIN)
+
+check-integration: all
+	@NBGATE=$(abspath $(NBGATE)) BUILD=$(abspath $(BUILD)) scripts/run-integration.sh
+
+fuzz:
+	@scripts/fuzz.sh
+
+lint:
+	@scripts/lint.sh
+
+complexity:
+	@scripts/complexity.sh
+
+bench: all
+	bench/proxy
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
