@@ -1,0 +1,40 @@
+#!/bin/sh
+# make lint: banned functions (curl checksrc), cppcheck, clang --analyze,
+# clang-tidy (bug-prone checks), and the complexity gate.
+set -u
+cd "$(dirname "$0")/.."
+src=$(ls common/*.c gateway/*.c spawner/*.c 2>/dev/null)
+inc="-I. -D_GNU_SOURCE $(pkg-config --cflags libwebsockets libcjson 2>/dev/null)"
+rc=0
+
+echo "lint: banned functions"
+if grep -nE '\b(sprintf|strcpy|strcat|strtok|gets|atoi|system|popen)[[:space:]]*\(' $src \
+	| grep -v 'NOLINT(banned)'; then
+	echo "lint: banned function used (see above)" >&2
+	rc=1
+fi
+
+echo "lint: cppcheck"
+if ! cppcheck --quiet --error-exitcode=1 --inline-suppr --std=c11 \
+	--enable=warning,portability --suppress=missingIncludeSystem \
+	-I. $src; then
+	rc=1
+fi
+
+echo "lint: clang --analyze"
+for f in $src; do
+	if ! clang --analyze -Xanalyzer -analyzer-output=text $inc -std=gnu11 \
+		-Xclang -analyzer-werror "$f" -o /dev/null; then
+		rc=1
+	fi
+done
+
+echo "lint: clang-tidy"
+checks='-*,bugprone-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,-bugprone-narrowing-conversions,-bugprone-assignment-in-if-condition,-bugprone-branch-clone,-bugprone-implicit-widening-of-multiplication-result,cert-err34-c,clang-analyzer-*,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling'
+if ! clang-tidy --quiet --warnings-as-errors='*' --checks="$checks" $src -- $inc -std=gnu11 2>/dev/null; then
+	rc=1
+fi
+
+scripts/complexity.sh || rc=1
+[ "$rc" -eq 0 ] && echo "lint: clean"
+exit "$rc"
