@@ -54,7 +54,7 @@ bool json_utf8_valid(const char *s, size_t len);
  */
 cJSON *json_parse(const char *s, size_t len, struct err **err);
 
-/* Compact serialisation. Caller frees with free(). Aborts on OOM. */
+/* Compact serialisation of o (non-NULL). Caller frees with free(). Aborts on OOM. */
 char *json_print(const cJSON *o);
 
 /* Indented serialisation. Caller frees with free(). Aborts on OOM. */
@@ -66,6 +66,8 @@ static inline void json_cleanup_deletep(cJSON **p)
 		cJSON_Delete(*p);
 }
 /* cleanup attribute: cJSON_Delete() at scope exit. */
+#ifndef cleanup_json
 #define cleanup_json __attribute__((cleanup(json_cleanup_deletep)))
+#endif
 
 #endif

@@ -37,10 +37,11 @@ size_t work_drain(struct work_pool *p);
 size_t work_pending(struct work_pool *p);
 
 /*
- * Stops the pool: jobs not yet started are not run, running jobs finish,
- * threads are joined, then done() is called (on the calling thread) for
- * every job that ran, and also for those that never ran, so owners can
- * free arg. NULL is fine. Call from the loop thread.
+ * Stops the pool: every job already queued still runs (so done() always
+ * sees a finished run), threads are joined, then done() is called on the
+ * calling thread for every job not yet drained, so owners can free arg.
+ * New submissions during shutdown fail. May block for as long as the queue
+ * takes. NULL is fine. Call from the loop thread, after the loop stopped.
  */
 void work_pool_free(struct work_pool *p);
 

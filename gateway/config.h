@@ -1,0 +1,114 @@
+/*
+ * gateway/config: the gateway's settings (struct gw_cfg) and their table.
+ *
+ * gw_cfg_load() applies defaults, then the JSON file (if given), then
+ * NBGATE_* environment overrides (NBGATE_LISTEN, NBGATE_TLS_CERT, ...),
+ * validates everything and derives computed values (public_url,
+ * access_log path, cookie_secure). After that the struct is immutable and
+ * is passed explicitly (no globals). Keys in the file are the field names.
+ * Sizes accept "16KiB"/"1MiB"/"1GiB" or digits; durations "500ms", "10s",
+ * "2m", "1h", "7d" or digits (ms). Startup thread only.
+ */
+#ifndef NBGATE_GATEWAY_CONFIG_H
+#define NBGATE_GATEWAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/cfg.h"
+
+struct err;
+
+enum gw_log_level { GW_LOG_ERROR, GW_LOG_WARN, GW_LOG_INFO, GW_LOG_DEBUG };
+enum gw_log_format { GW_LOG_TEXT, GW_LOG_JSON };
+enum gw_url_mode { GW_URL_PATH, GW_URL_SUBDOMAIN };
+enum gw_spawner { GW_SPAWNER_PROCESS, GW_SPAWNER_LOCAL, GW_SPAWNER_KUBERNETES };
+
+/* The gateway's own pages and API live under this fixed prefix. */
+#define GW_HUB_PREFIX "/hub/"
+
+struct gw_cfg {
+	/* listening */
+	char *listen;                  /* "host:port" or "[v6]:port" */
+	char *public_url;              /* after load: never "", no trailing '/' */
+	char *state_dir;
+	int log_level;                 /* enum gw_log_level (same order as log.h) */
+	int log_format;                /* enum gw_log_format */
+	char *access_log;              /* after load: a path, or "-" = stderr */
+	char *tls_cert;                /* "" = no TLS */
+	char *tls_key;
+	char *http_redirect_listen;    /* "" = off */
+	int url_mode;                  /* enum gw_url_mode */
+	char *domain;                  /* required in subdomain mode */
+
+	/* HTTP limits */
+	uint64_t header_bytes;
+	uint64_t header_line;
+	uint64_t request_line;
+	int64_t header_count;
+	uint64_t api_body_max;
+	uint64_t proxy_body_max;
+	uint64_t ws_message_max;
+	int64_t header_timeout;        /* ms */
+	int64_t body_idle_timeout;     /* ms */
+	uint64_t body_min_rate;        /* bytes/s, enforced after 10 s */
+	int64_t keepalive_timeout;     /* ms */
+	int64_t keepalive_max_requests;
+	int64_t upstream_connect_timeout; /* ms */
+	int64_t max_conns;
+	int64_t max_conns_per_ip;
+
+	/* auth */
+	int64_t session_idle_timeout;     /* ms */
+	int64_t session_absolute_timeout; /* ms */
+	int64_t token_max_expires_in;     /* ms, 0 = unlimited */
+	int64_t login_max_failures;
+	int64_t login_backoff_base;       /* ms */
+	int64_t login_backoff_max;        /* ms */
+	int64_t token_guess_limit;        /* failures per token_guess_window */
+	int64_t token_guess_window;       /* ms */
+	int64_t hash_concurrency;
+	int64_t worker_threads;
+	bool cookie_secure;               /* default: true when TLS is on */
+
+	/* servers */
+	int spawner;                   /* enum gw_spawner */
+	char **server_cmd;             /* NULL-terminated; {sock} {base_url} {home} ... */
+	char **server_env;             /* "NAME=VALUE", names from an allow-list */
+	int64_t spawn_timeout;         /* ms */
+	char **cors_origins;
+	char **admin_users;
+
+	/* derived by gw_cfg_load, not settings */
+	bool tls;                      /* tls_cert and tls_key set */
+	bool cookie_secure_set;        /* cookie_secure came from file/env */
+};
+
+/* The table behind struct gw_cfg (NULL-name terminated). */
+extern const struct cfg_entry gw_cfg_table[];
+
+/*
+ * Loads the configuration. c is zeroed first. path_or_null: JSON file or
+ * NULL for defaults + env only. On error c holds nothing to free (it is
+ * released). Errors are EINVAL (bad value), errno of reading the file.
+ */
+int gw_cfg_load(struct gw_cfg *c, const char *path_or_null, struct err **err);
+
+/*
+ * Cross-field validation and derivation (tls both-or-neither, subdomain
+ * needs domain, public_url, access_log, cookie_secure). gw_cfg_load()
+ * calls it; exposed for tests and --set.
+ */
+int gw_cfg_finish(struct gw_cfg *c, struct err **err);
+
+/* Pretty JSON with secrets redacted (for --print-config). Caller frees. */
+char *gw_cfg_print(const struct gw_cfg *c);
+
+/* Splits c->listen into host (owned) and port. EINVAL on bad syntax. */
+int gw_cfg_split_listen(const char *listen, char **host, int *port,
+			struct err **err);
+
+/* Frees owned members; c can be loaded again. NULL-safe. */
+void gw_cfg_free(struct gw_cfg *c);
+
+#endif
