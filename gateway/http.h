@@ -61,8 +61,16 @@ struct http_req {
 	size_t host_len;
 	bool keep_alive;         /* after Connection/version rules */
 	bool expect_continue;
-	bool ws_upgrade;         /* Upgrade: websocket present (not yet validated) */
+	bool ws_upgrade;         /* Upgrade: websocket present (not yet validated by
+				  * ws_validate_upgrade()); an Upgrade header without
+				  * "websocket" (h2c, PRX-23) is refused 400 by the parser */
 	size_t head_len;         /* bytes of request line + headers + CRLF CRLF */
+	/* Added by http.c: absolute-form target ("GET http://h:p/x"): its
+	 * host[:port], borrowed from the buffer; NULL for origin-form. It is
+	 * checked against Host (mismatch -> 400); on HTTP/1.0 without Host,
+	 * host points at it. */
+	const char *authority;
+	size_t authority_len;
 };
 
 /* A rejected message: the status to answer, a short reason for the JSON or
@@ -80,6 +88,11 @@ struct http_error {
  * oversized head fails before it is complete), -1 on a rejected request with
  * *e set. Header pointers in *req point into buf.
  * Enforces R-3.1, R-3.2, R-3.6 (syntax), R-3.7 and the PRX-1..7 tables.
+ * Every refusal sets e->close (framing can no longer be trusted). A request
+ * with Transfer-Encoding is refused (decision 2): 411 on POST/PUT/PATCH,
+ * 400 otherwise, 400 with Content-Length too. After 0 or -1 *req owns
+ * nothing (http_req_clear() is still safe). *req is large (~8 KiB): keep it
+ * off small stacks.
  */
 int http_parse_request(const char *buf, size_t len, const struct http_limits *lim,
 		       struct http_req *req, struct http_error *e);
@@ -108,8 +121,13 @@ struct http_resp {
 	size_t nhdr;
 	int64_t content_length;  /* -1 when absent */
 	bool chunked;            /* Transfer-Encoding: chunked (CL is then ignored/removed) */
-	bool keep_alive;
+	bool keep_alive;         /* false also when the body is delimited by close */
 	size_t head_len;
+	/* Added: Content-Length arrived together with Transfer-Encoding: chunked
+	 * (PRX-20, HAProxy's behaviour): chunked wins, content_length is -1, and
+	 * the caller must not forward the Content-Length header; keep_alive is
+	 * false so the upstream connection is not reused. */
+	bool cl_removed;
 };
 
 /* Same contract as http_parse_request, for a response; errors map to 502. */
@@ -137,5 +155,57 @@ long http_chunked_feed(struct http_chunked *c, const char *p, size_t len, bool *
 
 /* Reason phrase for a status code ("Not Found"); "Unknown" otherwise. */
 const char *http_reason(int status);
+
+/* --- added by http.c (helpers other modules may use) --- */
+
+/* Fills *lim with the SECURITY.md defaults: 16 KiB head, 8 KiB line,
+ * 8 KiB request line, 100 headers, body_max 1 GiB (decision 6). */
+void http_limits_default(struct http_limits *lim);
+
+/* True when the comma-separated list v[0..len) (RFC 9110 #token, OWS around
+ * elements, empty elements ignored) contains token, case-insensitively. */
+bool http_list_has(const char *v, size_t len, const char *token);
+
+/*
+ * Iterates the elements of a comma-separated list: *p is the cursor (start
+ * at v), end = v + len. Returns true with *tok and *tok_len set to the next
+ * non-empty element with OWS trimmed, false when the list is exhausted.
+ * Used for Connection (hop-by-hop names, R-3.4) and Upgrade.
+ */
+bool http_list_next(const char **p, const char *end, const char **tok, size_t *tok_len);
+
+/* True for host[:port] as accepted in Host (R-3.6): reg-name (ALPHA DIGIT
+ * - . _ ~), IPv4 or [IPv6], optional port 1..65535, at most 261 bytes. */
+bool http_host_valid(const char *h, size_t len);
+
+/* True for RFC 9110 tchar (field names, methods, list tokens). */
+bool http_is_tchar(unsigned char c);
+
+/*
+ * Internal to gateway/http*.c ("http__" prefix, libuv style): the head
+ * scanner shared by requests and responses. Calls first_line() once the
+ * first line is complete, then parses header lines into hdr[] (at most
+ * max_hdr, further ones -> 431). Returns 1 with *nhdr and *head_len set,
+ * 0 when more bytes are needed (limits already checked), -1 with *e set
+ * (400/414/431, or whatever first_line() set).
+ */
+struct http__head {
+	struct http_header *hdr;
+	size_t nhdr;
+	size_t max_hdr;
+	size_t head_len;
+	int (*first_line)(void *ctx, const char *p, size_t n, struct http_error *e);
+	void *ctx;
+	bool is_request;         /* 414 for an overlong first line */
+};
+int http__scan_head(const char *buf, size_t len, const struct http_limits *lim,
+		    struct http__head *h, struct http_error *e);
+/* Content-Length value: 0, -1 (not 1*DIGIT), -2 (more than 19 digits). */
+int http__parse_cl(const char *v, size_t n, uint64_t *out);
+const struct http_header *http__find(const struct http_header *hdr, size_t n,
+				     const char *name, size_t *count);
+int http__fail(struct http_error *e, int status, const char *msg);
+/* True when p[0..n) holds no CTL other than HTAB (and no DEL). */
+bool http__value_ok(const char *p, size_t n);
 
 #endif
