@@ -1,0 +1,821 @@
+/*
+ * pages: the hub's server-rendered HTML pages (login, logout, setup, home,
+ * token, admin, the "server not running" page), the same-origin static
+ * files they use, /hub/health and /hub/metrics.
+ *
+ * Everything echoed into HTML goes through gw_html_escape (R-1.5, JH-2,
+ * JH-13). No inline script or style: the CSP that gw_send adds
+ * (default-src 'self'; frame-ancestors 'none') is enough for
+ * /hub/static/app.js and /hub/static/style.css. The CSRF token for the
+ * JavaScript calls is in <meta name="nbgate-xsrf">.
+ */
+#define LOG_PREFIX "gateway/pages: "
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "gateway/api.h"
+#include "gateway/auth.h"
+#include "gateway/config.h"
+#include "gateway/metrics.h"
+#include "gateway/scopes.h"
+#include "gateway/users.h"
+#include "spawner/names.h"
+#include "spawner/spawner.h"
+
+#define PAGE_MAX (4u << 20)
+
+char *gw_html_escape(const char *s)
+{
+	struct buf b;
+
+	buf_init(&b, (size_t)-1 / 2);
+	for (; s && *s; s++) {
+		switch (*s) {
+		case '&': buf_appends(&b, "&amp;"); break;
+		case '<': buf_appends(&b, "&lt;"); break;
+		case '>': buf_appends(&b, "&gt;"); break;
+		case '"': buf_appends(&b, "&quot;"); break;
+		case '\'': buf_appends(&b, "&#39;"); break;
+		case '`': buf_appends(&b, "&#96;"); break;
+		default: buf_append(&b, s, 1); break;
+		}
+	}
+	return buf_detach(&b, NULL);
+}
+
+/* Appends escaped s. */
+static void put_esc(struct buf *b, const char *s)
+{
+	char *e = gw_html_escape(s);
+
+	buf_appends(b, e);
+	free(e);
+}
+
+struct page {
+	const char *title;
+	const char *set_cookie;  /* may be NULL */
+	bool no_store;           /* Cache-Control: no-store (token page) */
+	bool bare;               /* no navigation (login, setup) */
+};
+
+static void page_nav(struct gw *gw, const struct gw_request *req, struct buf *out)
+{
+	if (!req->who)
+		return;
+	buf_appends(out, "<nav><a href=\"/hub/home\">Home</a> <a href=\"/hub/token\">Token</a>");
+	if (scopes_allow_any(req->who->scopes, "admin:users"))
+		buf_appends(out, " <a href=\"/hub/admin\">Admin</a>");
+	buf_appends(out, " <span class=\"who\">");
+	put_esc(out, req->who->user);
+	buf_appends(out, "</span> <a href=\"/hub/logout\">Logout</a></nav>\n");
+}
+
+/* Sends a complete HTML document around body (escaped already). */
+static void page_send(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		      int status, const struct page *p, const char *body)
+{
+	struct gw_response r;
+	struct buf out;
+	char *xsrf = req->who ? auth_csrf_token(gw->auth, req->who) : NULL;
+
+	buf_init(&out, PAGE_MAX);
+	buf_appends(&out, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+		    "<meta name=\"viewport\" content=\"width=device-width\">"
+		    "<link rel=\"stylesheet\" href=\"/hub/static/style.css\">"
+		    "<script src=\"/hub/static/app.js\" defer></script>");
+	if (xsrf)
+		buf_appendf(&out, "<meta name=\"nbgate-xsrf\" content=\"%s\">", xsrf);
+	buf_appends(&out, "<title>");
+	put_esc(&out, p->title);
+	buf_appends(&out, " - nbgate</title></head><body>\n");
+	if (!p->bare)
+		page_nav(gw, req, &out);
+	buf_appends(&out, "<main>\n");
+	buf_appends(&out, body);
+	buf_appends(&out, "</main></body></html>\n");
+	gw_response_init(&r, status);
+	if (p->set_cookie)
+		gw_response_header(&r, "Set-Cookie", "%s", p->set_cookie);
+	if (p->no_store)
+		gw_response_header(&r, "Cache-Control", "no-store");
+	gw_response_html(&r, status, out.data);
+	buf_release(&out);
+	free(xsrf);
+	gw_send(c, &r);
+}
+
+void hub__send_page_error(struct gw_conn *c, int status, const char *msg)
+{
+	struct gw_response r;
+	struct buf out;
+
+	buf_init(&out, PAGE_MAX);
+	buf_appendf(&out, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+		    "<link rel=\"stylesheet\" href=\"/hub/static/style.css\">"
+		    "<title>%d %s</title></head><body><main><h1>%d %s</h1><p>", status,
+		    http_reason(status), status, http_reason(status));
+	put_esc(&out, msg);
+	buf_appends(&out, "</p><p><a href=\"/hub/home\">Home</a></p></main></body></html>\n");
+	gw_response_init(&r, status);
+	gw_response_html(&r, status, out.data);
+	buf_release(&out);
+	gw_send(c, &r);
+}
+
+/* ---- login ---- */
+
+static void login_form(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		       int status, const char *next, const char *error)
+{
+	char *set_cookie = NULL;
+	char *xsrf = auth_login_xsrf_new(gw->auth, gw->cfg, &set_cookie);
+	struct page p = { .title = "Sign in", .set_cookie = set_cookie, .bare = true };
+	struct buf b;
+
+	buf_init(&b, PAGE_MAX);
+	buf_appends(&b, "<h1>Sign in</h1>\n");
+	if (error) {
+		buf_appends(&b, "<p class=\"error\">");
+		put_esc(&b, error);
+		buf_appends(&b, "</p>\n");
+	}
+	buf_appends(&b, "<form method=\"post\" action=\"/hub/login\">"
+		    "<input type=\"hidden\" name=\"_xsrf\" value=\"");
+	put_esc(&b, xsrf);
+	buf_appends(&b, "\"><input type=\"hidden\" name=\"next\" value=\"");
+	put_esc(&b, next ? next : "");
+	buf_appends(&b, "\"><label>Username <input name=\"username\" autocomplete=\"username\" "
+		    "autocapitalize=\"none\" required autofocus></label>"
+		    "<label>Password <input type=\"password\" name=\"password\" "
+		    "autocomplete=\"current-password\" required></label>"
+		    "<button type=\"submit\">Sign in</button></form>\n");
+	page_send(gw, c, req, status, &p, b.data);
+	buf_release(&b);
+	free(xsrf);
+	free(set_cookie);
+}
+
+void hub__page_root(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		    const struct hub_match *m)
+{
+	hub__send_redirect(c, req->who ? "/hub/home" : "/hub/login");
+}
+
+void hub__page_login(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		     const struct hub_match *m)
+{
+	char *next = hub__query_get(req, "next");
+	char *safe;
+
+	if (req->who) {
+		safe = hub__next_url(next, gw->cfg->public_url, NULL);
+		hub__send_redirect(c, safe ? safe : "/hub/home");
+		free(safe);
+	} else {
+		login_form(gw, c, req, 200, next, NULL);
+	}
+	free(next);
+}
+
+struct login_job {
+	struct gw *gw;
+	struct gw_conn *c;
+	char *next;
+};
+
+static void login_done(void *arg, struct auth_login_result *res, struct err *err)
+{
+	struct login_job *j = arg;
+	const struct gw_request anon = { 0 };
+	struct gw_response r;
+	char *loc;
+
+	if (!gw_conn_alive(j->c))
+		goto out;
+	if (err) {
+		hub__send_page_error(j->c, err_http_status(err), "Sign-in failed, try again.");
+		log_err("login failed: %s", err->msg);
+	} else if (res->status != 200) {
+		/* AUTH-4: one message for unknown user, wrong password, locked */
+		login_form(j->gw, j->c, &anon, 403, j->next, "Invalid username or password.");
+	} else {
+		loc = hub__next_url(j->next, j->gw->cfg->public_url, NULL);
+		gw_response_init(&r, 302);
+		gw_response_header(&r, "Set-Cookie", "%s", res->set_cookie);
+		gw_response_redirect(&r, 302, loc ? loc : "/hub/home");
+		gw_send(j->c, &r);
+		free(loc);
+	}
+out:
+	auth_login_result_free(res);
+	err_free(&err);
+	gw_conn_unref(j->c);
+	free(j->next);
+	free(j);
+}
+
+/* Answers a refused login attempt (400 / 429 / 503) with the form again. */
+static void login_refused(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+			  const char *next, struct err **err)
+{
+	int status = err_http_status(*err);
+	struct gw_response r;
+	char *msg;
+
+	if (status == 429) {
+		gw_response_init(&r, 429);
+		gw_response_header(&r, "Retry-After", "%lld",
+				   (long long)auth_retry_after(gw->auth));
+		msg = xasprintf("<h1>Too many attempts</h1><p>Try again in %lld seconds.</p>",
+				(long long)auth_retry_after(gw->auth));
+		gw_response_html(&r, 429, msg);
+		free(msg);
+		gw_send(c, &r);
+	} else if (status >= 500) {
+		log_err("login failed: %s", (*err)->msg);
+		hub__send_page_error(c, status, "Sign-in is unavailable, try again later.");
+	} else {
+		login_form(gw, c, req, status, next, (*err)->msg);
+	}
+	err_free(err);
+}
+
+void hub__page_login_post(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+			  const struct hub_match *m)
+{
+	struct err *err = NULL;
+	struct login_job *j;
+	char *name, *pw;
+
+	if (auth_login_xsrf_check(gw->auth, gw->cfg, req->http, req->body, req->body_len,
+				  &err) < 0) {
+		hub__send_page_error(c, 403, err->msg);
+		err_free(&err);
+		return;
+	}
+	name = hub__form_get(req->body, req->body_len, "username");
+	pw = hub__form_get(req->body, req->body_len, "password");
+	j = xcalloc(1, sizeof(*j));
+	j->gw = gw;
+	j->next = hub__form_get(req->body, req->body_len, "next");
+	if (!name || !pw) {
+		login_form(gw, c, req, 400, j->next, "Username and password are required.");
+	} else if (auth_login_start(gw->auth, gw->db, name, pw, strlen(pw), req->client_ip,
+				    login_done, j, &err) < 0) {
+		login_refused(gw, c, req, j->next, &err);
+	} else {
+		j->c = gw_conn_ref(c);
+		j = NULL;
+	}
+	if (j) {
+		free(j->next);
+		free(j);
+	}
+	if (pw)
+		explicit_bzero(pw, strlen(pw));
+	free(pw);
+	free(name);
+}
+
+/* ---- logout ---- */
+
+void hub__page_logout(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		      const struct hub_match *m)
+{
+	struct page p = { .title = "Sign out" };
+	char *xsrf;
+	struct buf b;
+
+	if (!req->who) {
+		hub__send_redirect(c, "/hub/login");
+		return;
+	}
+	/* a GET never changes state: the form POSTs with the CSRF token */
+	xsrf = auth_csrf_token(gw->auth, req->who);
+	buf_init(&b, PAGE_MAX);
+	buf_appends(&b, "<h1>Sign out</h1><form method=\"post\" action=\"/hub/logout\">"
+		    "<input type=\"hidden\" name=\"_xsrf\" value=\"");
+	put_esc(&b, xsrf);
+	buf_appends(&b, "\"><button type=\"submit\">Sign out</button></form>\n");
+	page_send(gw, c, req, 200, &p, b.data);
+	buf_release(&b);
+	free(xsrf);
+}
+
+void hub__page_logout_post(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+			   const struct hub_match *m)
+{
+	struct err *err = NULL;
+	char *clear = NULL;
+	struct gw_response r;
+
+	if (req->who) {
+		if (auth_logout(gw->auth, gw->db, req->who, &clear, &err) < 0) {
+			hub__send_page_error(c, err_http_status(err), "Sign-out failed.");
+			log_err("logout failed: %s", err->msg);
+			err_free(&err);
+			return;
+		}
+		gw_close_sessions_of(gw, req->who->handle); /* JH-11 */
+	}
+	if (!clear)
+		clear = auth_cookie_clear(gw->cfg);
+	gw_response_init(&r, 302);
+	gw_response_header(&r, "Set-Cookie", "%s", clear);
+	gw_response_redirect(&r, 302, "/hub/login");
+	gw_send(c, &r);
+	free(clear);
+}
+
+/* ---- setup (first admin's one-time code) ---- */
+
+static void setup_form(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		       int status, const char *code, const char *error)
+{
+	char *set_cookie = NULL;
+	char *xsrf = auth_login_xsrf_new(gw->auth, gw->cfg, &set_cookie);
+	struct page p = { .title = "Set password", .set_cookie = set_cookie, .bare = true,
+			  .no_store = true };
+	struct buf b;
+
+	buf_init(&b, PAGE_MAX);
+	buf_appends(&b, "<h1>Set your password</h1>\n");
+	if (error) {
+		buf_appends(&b, "<p class=\"error\">");
+		put_esc(&b, error);
+		buf_appends(&b, "</p>\n");
+	}
+	buf_appends(&b, "<form method=\"post\" action=\"/hub/setup\">"
+		    "<input type=\"hidden\" name=\"_xsrf\" value=\"");
+	put_esc(&b, xsrf);
+	buf_appends(&b, "\"><input type=\"hidden\" name=\"code\" value=\"");
+	put_esc(&b, code ? code : "");
+	buf_appends(&b, "\"><label>New password <input type=\"password\" name=\"password\" "
+		    "autocomplete=\"new-password\" minlength=\"8\" required autofocus></label>"
+		    "<button type=\"submit\">Set password and sign in</button></form>\n");
+	page_send(gw, c, req, status, &p, b.data);
+	buf_release(&b);
+	free(xsrf);
+	free(set_cookie);
+}
+
+void hub__page_setup(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		     const struct hub_match *m)
+{
+	char *code = hub__query_get(req, "code");
+
+	if (!code || !*code)
+		hub__send_page_error(c, 400, "This setup link has no code.");
+	else
+		setup_form(gw, c, req, 200, code, NULL);
+	free(code);
+}
+
+struct setup_job {
+	struct gw *gw;
+	struct gw_conn *c;
+	char *code;
+	char *client_ip;
+};
+
+/* Runs after hashing: only now is the code consumed, so a bad password
+ * does not burn the one-time link. */
+static void setup_hashed(void *arg, char *hash, struct err *err)
+{
+	struct setup_job *j = arg;
+	struct auth_login_result *res = NULL;
+	struct gw_response r;
+	int rc = -1;
+
+	if (!gw_conn_alive(j->c))
+		goto out;
+	if (hash)
+		rc = auth_login_setup_code(j->gw->auth, j->gw->db, j->code, j->client_ip, &res,
+					   &err);
+	if (rc > 0)
+		rc = users_set_password(j->gw->db, res->user_id, hash, &err);
+	if (rc > 0) {
+		gw_response_init(&r, 302);
+		gw_response_header(&r, "Set-Cookie", "%s", res->set_cookie);
+		gw_response_redirect(&r, 302, "/hub/home");
+		gw_send(j->c, &r);
+	} else if (rc == 0) {
+		hub__send_page_error(j->c, 403, "This setup link is invalid, used or expired.");
+	} else {
+		if (err && err_http_status(err) >= 500)
+			log_err("setup failed: %s", err->msg);
+		hub__send_page_error(j->c, err ? err_http_status(err) : 500,
+				     err && err_http_status(err) < 500 ? err->msg : "Setup failed.");
+	}
+out:
+	auth_login_result_free(res);
+	err_free(&err);
+	free(hash);
+	gw_conn_unref(j->c);
+	free(j->code);
+	free(j->client_ip);
+	free(j);
+}
+
+void hub__page_setup_post(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+			  const struct hub_match *m)
+{
+	struct err *err = NULL;
+	struct setup_job *j;
+	char *pw;
+
+	if (auth_login_xsrf_check(gw->auth, gw->cfg, req->http, req->body, req->body_len,
+				  &err) < 0) {
+		hub__send_page_error(c, 403, err->msg);
+		err_free(&err);
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->gw = gw;
+	j->code = hub__form_get(req->body, req->body_len, "code");
+	j->client_ip = xstrdup(req->client_ip ? req->client_ip : "");
+	pw = hub__form_get(req->body, req->body_len, "password");
+	if (!j->code || !pw) {
+		hub__send_page_error(c, 400, "The setup form is incomplete.");
+	} else if (auth_hash_password(gw->auth, pw, strlen(pw), setup_hashed, j, &err) < 0) {
+		setup_form(gw, c, req, err_http_status(err), j->code, err->msg);
+		err_free(&err);
+	} else {
+		j->c = gw_conn_ref(c);
+		j = NULL;
+	}
+	if (j) {
+		free(j->code);
+		free(j->client_ip);
+		free(j);
+	}
+	if (pw)
+		explicit_bzero(pw, strlen(pw));
+	free(pw);
+}
+
+/* ---- home ---- */
+
+/* One server row with start/stop/open buttons (app.js drives them). */
+static void server_row(struct buf *b, const char *user, const char *name,
+		       const struct spawner_server *srv)
+{
+	char *u = spawner_url_segment(user), *s = spawner_url_segment(name);
+	char *base = spawner_base_url(user, name);
+	char *api = *name ? xasprintf("/hub/api/users/%s/servers/%s", u, s) :
+			    xasprintf("/hub/api/users/%s/server", u);
+	const char *state = srv ? spawner_state_name(srv->state) : "stopped";
+
+	buf_appends(b, "<tr><td>");
+	put_esc(b, *name ? name : "(default)");
+	buf_appends(b, "</td><td class=\"state\">");
+	put_esc(b, state);
+	buf_appends(b, "</td><td><progress max=\"100\" value=\"0\" hidden></progress> "
+		    "<span class=\"msg\"></span></td><td>");
+	buf_appends(b, "<button data-action=\"start\" data-api=\"");
+	put_esc(b, api);
+	buf_appends(b, "\" data-url=\"");
+	put_esc(b, base);
+	buf_appends(b, "\">Start</button> <button data-action=\"stop\" data-api=\"");
+	put_esc(b, api);
+	buf_appends(b, "\">Stop</button> <a href=\"");
+	put_esc(b, base);
+	buf_appends(b, "\">Open</a></td></tr>\n");
+	free(u);
+	free(s);
+	free(base);
+	free(api);
+}
+
+void hub__page_home(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		    const struct hub_match *m)
+{
+	const char *me = req->who->user;
+	struct page p = { .title = "Home" };
+	struct spawner_server *s;
+	bool have_default = false;
+	struct buf b;
+
+	buf_init(&b, PAGE_MAX);
+	buf_appends(&b, "<h1>My servers</h1><table class=\"servers\"><thead><tr><th>Name</th>"
+		    "<th>State</th><th>Progress</th><th></th></tr></thead><tbody>\n");
+	for (s = gw->spawner ? spawner_server_next(gw->spawner, NULL) : NULL; s;
+	     s = spawner_server_next(gw->spawner, s)) {
+		if (strcmp(s->user, me) != 0)
+			continue;
+		have_default |= s->name[0] == '\0';
+		server_row(&b, me, s->name, s);
+	}
+	if (!have_default)
+		server_row(&b, me, "", NULL);
+	buf_appends(&b, "</tbody></table>\n<form class=\"named\" data-user=\"");
+	put_esc(&b, me);
+	buf_appends(&b, "\"><label>New named server <input name=\"server\" pattern=\"[a-z0-9._-]+\" "
+		    "required></label><button type=\"submit\">Start</button></form>\n");
+	page_send(gw, c, req, 200, &p, b.data);
+	buf_release(&b);
+}
+
+/* ---- token page ---- */
+
+static void token_rows(struct gw *gw, const struct gw_request *req, struct buf *b)
+{
+	struct users_token **v = NULL;
+	struct err *err = NULL;
+	size_t n = 0, i;
+	cJSON *t;
+	char *u = spawner_url_segment(req->who->user);
+
+	if (users_token_list(gw->db, req->who->user_id, &v, &n, &err) < 0) {
+		log_err("cannot list tokens: %s", err->msg);
+		err_free(&err);
+	}
+	for (i = 0; i < n; i++) {
+		buf_appendf(b, "<tr><td>a%lld</td><td>", (long long)v[i]->id);
+		put_esc(b, v[i]->note);
+		buf_appends(b, "</td><td>");
+		put_esc(b, v[i]->scopes);
+		t = hub__iso_time(v[i]->expires_at);
+		buf_appends(b, "</td><td>");
+		put_esc(b, cJSON_IsString(t) ? t->valuestring : "never");
+		cJSON_Delete(t);
+		buf_appendf(b, "</td><td><button data-action=\"revoke\" "
+			    "data-api=\"/hub/api/users/%s/tokens/a%lld\">Revoke</button></td></tr>\n",
+			    u, (long long)v[i]->id);
+	}
+	users_token_freev(v, n);
+	free(u);
+}
+
+void hub__page_token(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		     const struct hub_match *m)
+{
+	struct page p = { .title = "Tokens", .no_store = true };
+	struct buf b;
+
+	buf_init(&b, PAGE_MAX);
+	buf_appends(&b, "<h1>API tokens</h1><form class=\"token\" data-user=\"");
+	put_esc(&b, req->who->user);
+	buf_appends(&b, "\"><label>Note <input name=\"note\"></label>"
+		    "<label>Expires in (seconds, empty = never) <input name=\"expires_in\" "
+		    "type=\"number\" min=\"1\"></label>"
+		    "<label>Scopes (space separated, empty = all mine) <input name=\"scopes\">"
+		    "</label><button type=\"submit\">Request new token</button></form>\n"
+		    "<p class=\"newtoken\" hidden>Copy this token now, it is shown once: "
+		    "<code></code></p>\n<table><thead><tr><th>Id</th><th>Note</th><th>Scopes</th>"
+		    "<th>Expires</th><th></th></tr></thead><tbody>\n");
+	token_rows(gw, req, &b);
+	buf_appends(&b, "</tbody></table>\n");
+	page_send(gw, c, req, 200, &p, b.data);
+	buf_release(&b);
+}
+
+/* ---- admin ---- */
+
+static void admin_user_row(struct gw *gw, struct buf *b, const struct users_user *u)
+{
+	struct spawner_server *s;
+	bool any = false;
+
+	buf_appends(b, "<tr><td>");
+	put_esc(b, u->name);
+	buf_appendf(b, "</td><td>%s</td><td><table>", u->admin ? "admin" : "");
+	for (s = gw->spawner ? spawner_server_next(gw->spawner, NULL) : NULL; s;
+	     s = spawner_server_next(gw->spawner, s)) {
+		if (strcmp(s->user, u->name) != 0)
+			continue;
+		server_row(b, u->name, s->name, s);
+		any = true;
+	}
+	if (!any)
+		server_row(b, u->name, "", NULL);
+	buf_appends(b, "</table></td></tr>\n");
+}
+
+void hub__page_admin(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		     const struct hub_match *m)
+{
+	struct page p = { .title = "Admin" };
+	struct users_user **v = NULL;
+	struct err *err = NULL;
+	size_t n = 0, i;
+	struct buf b;
+
+	if (users_list(gw->db, &v, &n, &err) < 0) {
+		hub__send_page_error(c, 500, "Cannot list users.");
+		log_err("cannot list users: %s", err->msg);
+		err_free(&err);
+		return;
+	}
+	buf_init(&b, PAGE_MAX);
+	buf_appends(&b, "<h1>Users and servers</h1><table class=\"admin\"><thead><tr>"
+		    "<th>User</th><th>Role</th><th>Servers</th></tr></thead><tbody>\n");
+	for (i = 0; i < n; i++)
+		if (scopes_allow(req->who->scopes, "read:users", v[i]->name, NULL, NULL) ||
+		    scopes_allow_all(req->who->scopes, "admin:users"))
+			admin_user_row(gw, &b, v[i]);
+	buf_appends(&b, "</tbody></table>\n");
+	users_user_freev(v, n);
+	page_send(gw, c, req, 200, &p, b.data);
+	buf_release(&b);
+}
+
+/* ---- "server not running" (gw.h) ---- */
+
+static bool wants_html(const struct gw_request *req)
+{
+	const struct http_header *h = http_req_header(req->http, "Accept", NULL);
+
+	return h && memmem(h->value, h->value_len, "text/html", 9) != NULL;
+}
+
+void gw_hub_not_running(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+			const char *user, const char *server)
+{
+	struct page p = { .title = "Server not running" };
+	struct buf b;
+
+	if (!wants_html(req)) {
+		hub__send_error(c, 503, "server %s%s%s is not running", user,
+				server && *server ? "/" : "", server ? server : "");
+		return;
+	}
+	buf_init(&b, PAGE_MAX);
+	buf_appends(&b, "<h1>Server not running</h1><p>The server ");
+	put_esc(&b, user);
+	if (server && *server) {
+		buf_appends(&b, "/");
+		put_esc(&b, server);
+	}
+	buf_appends(&b, " is not running.</p>\n");
+	if (req->who && strcmp(req->who->user, user) == 0) {
+		buf_appends(&b, "<table class=\"servers\"><tbody>");
+		server_row(&b, user, server ? server : "", NULL);
+		buf_appends(&b, "</tbody></table>\n");
+	}
+	page_send(gw, c, req, 503, &p, b.data);
+	buf_release(&b);
+}
+
+/* ---- static files, health, metrics ---- */
+
+/* Same-origin assets (no CDN, no inline script: CSP default-src 'self'). */
+static const char static_app_js[] =
+	"/* nbgate hub pages: start/stop/revoke buttons and the spawn progress stream. */\n"
+	"\"use strict\";\n"
+	"(function () {\n"
+	"  var meta = document.querySelector('meta[name=\"nbgate-xsrf\"]');\n"
+	"  var xsrf = meta ? meta.content : \"\";\n"
+	"  function call(method, url, body) {\n"
+	"    return fetch(url, { method: method, credentials: \"same-origin\",\n"
+	"      headers: { \"X-XSRFToken\": xsrf, \"Content-Type\": \"application/json\" },\n"
+	"      body: body === undefined ? undefined : JSON.stringify(body) });\n"
+	"  }\n"
+	"  function row(el) { return el.closest(\"tr\") || document.body; }\n"
+	"  function say(r, text) { var m = r.querySelector(\".msg\"); if (m) m.textContent = text; }\n"
+	"  function watch(btn) {\n"
+	"    var r = row(btn), bar = r.querySelector(\"progress\");\n"
+	"    var es = new EventSource(btn.dataset.api + \"/progress\");\n"
+	"    if (bar) bar.hidden = false;\n"
+	"    es.onmessage = function (ev) {\n"
+	"      var e = JSON.parse(ev.data);\n"
+	"      if (bar && typeof e.progress === \"number\") bar.value = e.progress;\n"
+	"      say(r, e.message || \"\");\n"
+	"      if (e.ready) { es.close(); window.location.href = e.url || btn.dataset.url; }\n"
+	"      if (e.failed) { es.close(); say(r, \"Failed: \" + (e.message || \"\")); }\n"
+	"    };\n"
+	"    es.onerror = function () { es.close(); };\n"
+	"  }\n"
+	"  function start(btn) {\n"
+	"    call(\"POST\", btn.dataset.api, {}).then(function (res) {\n"
+	"      if (res.status === 201 || res.status === 202) { watch(btn); return; }\n"
+	"      return res.json().then(function (j) {\n"
+	"        if (/already running/.test(j.message || \"\")) window.location.href = btn.dataset.url;\n"
+	"        else say(row(btn), j.message || (\"error \" + res.status));\n"
+	"      });\n"
+	"    });\n"
+	"  }\n"
+	"  function stop(btn) {\n"
+	"    call(\"DELETE\", btn.dataset.api).then(function (res) {\n"
+	"      var s = row(btn).querySelector(\".state\");\n"
+	"      if (s) s.textContent = res.ok ? \"stopping\" : \"error \" + res.status;\n"
+	"    });\n"
+	"  }\n"
+	"  function revoke(btn) {\n"
+	"    call(\"DELETE\", btn.dataset.api).then(function (res) {\n"
+	"      if (res.ok) row(btn).remove();\n"
+	"    });\n"
+	"  }\n"
+	"  var actions = { start: start, stop: stop, revoke: revoke };\n"
+	"  document.addEventListener(\"click\", function (ev) {\n"
+	"    var btn = ev.target.closest(\"button[data-action]\");\n"
+	"    if (btn && actions[btn.dataset.action]) { ev.preventDefault(); actions[btn.dataset.action](btn); }\n"
+	"  });\n"
+	"  document.addEventListener(\"submit\", function (ev) {\n"
+	"    var f = ev.target, u = encodeURIComponent(f.dataset.user || \"\");\n"
+	"    if (f.classList.contains(\"named\")) {\n"
+	"      ev.preventDefault();\n"
+	"      var b = document.createElement(\"button\");\n"
+	"      b.dataset.api = \"/hub/api/users/\" + u + \"/servers/\" + encodeURIComponent(f.server.value);\n"
+	"      b.dataset.url = \"/user/\" + u + \"/\" + encodeURIComponent(f.server.value) + \"/\";\n"
+	"      f.appendChild(b); b.hidden = true; start(b);\n"
+	"    } else if (f.classList.contains(\"token\")) {\n"
+	"      ev.preventDefault();\n"
+	"      var body = { note: f.note.value };\n"
+	"      if (f.expires_in.value) body.expires_in = parseInt(f.expires_in.value, 10);\n"
+	"      if (f.scopes.value.trim()) body.scopes = f.scopes.value.trim().split(/\\s+/);\n"
+	"      call(\"POST\", \"/hub/api/users/\" + u + \"/tokens\", body).then(function (res) {\n"
+	"        return res.json().then(function (j) {\n"
+	"          var p = document.querySelector(\".newtoken\");\n"
+	"          p.hidden = false;\n"
+	"          p.querySelector(\"code\").textContent = j.token || j.message;\n"
+	"        });\n"
+	"      });\n"
+	"    }\n"
+	"  });\n"
+	"})();\n";
+
+static const char static_style_css[] =
+	"body{font-family:system-ui,sans-serif;margin:0;color:#222;background:#fafafa}\n"
+	"nav{background:#234;padding:.6em 1em}nav a,nav .who{color:#fff;margin-right:1em}\n"
+	"main{max-width:60em;margin:1.5em auto;padding:0 1em}\n"
+	"form label{display:block;margin:.5em 0}input{padding:.3em;margin-left:.3em}\n"
+	"button{padding:.3em .8em;cursor:pointer}table{border-collapse:collapse;width:100%}\n"
+	"td,th{border-bottom:1px solid #ddd;padding:.4em;text-align:left}\n"
+	".error{color:#a00}.newtoken code{background:#eee;padding:.2em;word-break:break-all}\n";
+
+static const struct {
+	const char *name;
+	const char *type;
+	const char *body;
+} static_files[] = {
+	{ "app.js", "application/javascript; charset=utf-8", static_app_js },
+	{ "style.css", "text/css; charset=utf-8", static_style_css },
+};
+
+void hub__page_static(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		      const struct hub_match *m)
+{
+	struct gw_response r;
+	size_t i;
+
+	for (i = 0; i < sizeof(static_files) / sizeof(static_files[0]); i++) {
+		if (strcmp(static_files[i].name, m->arg[0]) != 0)
+			continue;
+		gw_response_init(&r, 200);
+		gw_response_header(&r, "Content-Type", "%s", static_files[i].type);
+		gw_response_header(&r, "Cache-Control", "no-cache");
+		buf_appends(&r.body, static_files[i].body);
+		gw_send(c, &r);
+		return;
+	}
+	hub__send_page_error(c, 404, "No such file.");
+}
+
+void hub__page_health(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		      const struct hub_match *m)
+{
+	cJSON *j = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(j, "status", gw->stopping ? "stopping" : "ok");
+	cJSON_AddNumberToObject(j, "uptime_s",
+				gw->started_ms ? (double)(time_now_ms() - gw->started_ms) / 1000 : 0);
+	hub__send_json(c, gw->stopping ? 503 : 200, j);
+}
+
+static bool is_loopback(const char *ip)
+{
+	return ip && (strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+		      strncmp(ip, "::ffff:127.", 11) == 0);
+}
+
+/*
+ * Prometheus scrapers usually run on the host: loopback needs no
+ * credentials; anyone else needs a token (or session) holding read:metrics
+ * (admins have it). Documented in docs/api/openapi.yaml.
+ */
+void hub__page_metrics(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		       const struct hub_match *m)
+{
+	struct gw_response r;
+
+	if (!is_loopback(req->client_ip) &&
+	    !(req->who && scopes_allow_all(req->who->scopes, "read:metrics"))) {
+		hub__send_error(c, 403, "metrics require the read:metrics scope");
+		return;
+	}
+	gw_response_init(&r, 200);
+	gw_response_header(&r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	gw_metrics_render(gw->metrics, gw, &r.body);
+	gw_send(c, &r);
+}

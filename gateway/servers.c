@@ -1,0 +1,396 @@
+/*
+ * servers: spawner <-> gateway glue (see servers.h).
+ */
+#define LOG_PREFIX "gateway/servers: "
+
+#include "gateway/servers.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/err.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/xalloc.h"
+#include "gateway/auth.h"
+#include "gateway/config.h"
+#include "gateway/gw.h"
+#include "gateway/metrics.h"
+#include "gateway/route.h"
+#include "gateway/users.h"
+#include "spawner/names.h"
+#include "spawner/spawner.h"
+
+/* Most progress streams held open at once (each holds a connection). */
+#define SERVERS_MAX_SUBS 4096
+/* Most spawns timed at once (the histogram's start times). */
+#define SERVERS_MAX_TIMERS 4096
+
+struct sub {
+	struct gw_conn *c;   /* referenced */
+	char *user;
+	char *server;
+	struct sub *next;
+};
+
+/* Monotonic start time of a pending spawn, keyed by (user, server). */
+struct timer {
+	char *key;           /* "user/server" */
+	int64_t start_mono;
+	struct timer *next;
+};
+
+struct gw_servers {
+	struct gw *gw;
+	struct sub *subs;
+	size_t nsubs;
+	struct timer *timers;
+	size_t ntimers;
+};
+
+struct gw_servers *gw_servers_new(struct gw *gw)
+{
+	struct gw_servers *sv = xcalloc(1, sizeof(*sv));
+
+	sv->gw = gw;
+	return sv;
+}
+
+static void sub_free(struct sub *s, bool end)
+{
+	if (end && gw_conn_alive(s->c))
+		gw_stream_end(s->c);
+	gw_conn_unref(s->c);
+	free(s->user);
+	free(s->server);
+	free(s);
+}
+
+void gw_servers_free(struct gw_servers *sv)
+{
+	struct sub *s, *sn;
+	struct timer *t, *tn;
+
+	if (!sv)
+		return;
+	for (s = sv->subs; s; s = sn) {
+		sn = s->next;
+		sub_free(s, true);
+	}
+	for (t = sv->timers; t; t = tn) {
+		tn = t->next;
+		free(t->key);
+		free(t);
+	}
+	free(sv);
+}
+
+static struct gw_servers *servers_of(struct gw *gw)
+{
+	return gw->spawner ? gw->spawner->cfg.event_arg : NULL;
+}
+
+/* ---- spawn timers (histogram) ---- */
+
+static char *timer_key(const char *user, const char *server)
+{
+	return xasprintf("%s/%s", user, server ? server : "");
+}
+
+static void timer_start(struct gw_servers *sv, const char *user, const char *server)
+{
+	char *key = timer_key(user, server);
+	struct timer *t;
+
+	for (t = sv->timers; t; t = t->next)
+		if (strcmp(t->key, key) == 0)
+			break;
+	if (!t) {
+		if (sv->ntimers >= SERVERS_MAX_TIMERS) {
+			free(key);
+			return;
+		}
+		t = xcalloc(1, sizeof(*t));
+		t->key = steal_ptr(&key);
+		t->next = sv->timers;
+		sv->timers = t;
+		sv->ntimers++;
+	}
+	t->start_mono = time_mono_ms();
+	free(key);
+}
+
+/* Removes the timer; returns its age in seconds, or -1 if none. */
+static double timer_stop(struct gw_servers *sv, const char *user, const char *server)
+{
+	char *key = timer_key(user, server);
+	struct timer **pp, *t;
+	double age = -1;
+
+	for (pp = &sv->timers; (t = *pp); pp = &t->next) {
+		if (strcmp(t->key, key) != 0)
+			continue;
+		age = (double)(time_mono_ms() - t->start_mono) / 1000.0;
+		*pp = t->next;
+		free(t->key);
+		free(t);
+		sv->ntimers--;
+		break;
+	}
+	free(key);
+	return age;
+}
+
+/* ---- progress events ---- */
+
+static char *event_json(const struct spawner_server *srv, int progress, const char *message,
+			bool ready, bool failed)
+{
+	cJSON *j = cJSON_CreateObject();
+	char *url = spawner_base_url(srv->user, srv->name);
+	char *out;
+
+	cJSON_AddNumberToObject(j, "progress", progress);
+	cJSON_AddStringToObject(j, "message", message ? message : "");
+	cJSON_AddBoolToObject(j, "ready", ready);
+	if (failed)
+		cJSON_AddBoolToObject(j, "failed", true);
+	if (ready)
+		cJSON_AddStringToObject(j, "url", url);
+	else
+		cJSON_AddNullToObject(j, "url");
+	out = json_print(j);
+	cJSON_Delete(j);
+	free(url);
+	return out;
+}
+
+static void stream_event(struct gw_conn *c, const char *json)
+{
+	char *line = xasprintf("data: %s\n\n", json);
+
+	gw_stream_write(c, line, strlen(line));
+	free(line);
+}
+
+/* Sends one event to every subscriber of srv; `final` ends their streams. */
+static void broadcast(struct gw_servers *sv, const struct spawner_server *srv,
+		      const char *json, bool final)
+{
+	struct sub **pp = &sv->subs, *s;
+
+	while ((s = *pp)) {
+		if (!gw_conn_alive(s->c)) {
+			*pp = s->next;
+			sub_free(s, false);
+			sv->nsubs--;
+			continue;
+		}
+		if (strcmp(s->user, srv->user) != 0 || strcmp(s->server, srv->name) != 0) {
+			pp = &s->next;
+			continue;
+		}
+		stream_event(s->c, json);
+		if (final) {
+			*pp = s->next;
+			sub_free(s, true);
+			sv->nsubs--;
+			continue;
+		}
+		pp = &s->next;
+	}
+}
+
+/* Route and token bookkeeping for one event. */
+static void apply_event(struct gw_servers *sv, struct spawner_server *srv,
+			const struct spawner_event *ev)
+{
+	struct gw *gw = sv->gw;
+	struct err *err = NULL;
+	double age;
+
+	if (ev->ready && srv->upstream) {
+		if (gw_routes_set(gw->routes, srv->user, srv->name, srv->upstream, &err) < 0) {
+			log_err("cannot publish route for '%s/%s': %s", srv->user, srv->name,
+				err->msg);
+			err_free(&err);
+		}
+		age = timer_stop(sv, srv->user, srv->name);
+		if (age >= 0)
+			gw_metrics_spawn(gw->metrics, age);
+		return;
+	}
+	if (ev->failed || ev->state == SPAWNER_STOPPED || ev->state == SPAWNER_STOPPING) {
+		gw_routes_del(gw->routes, srv->user, srv->name);
+		if (timer_stop(sv, srv->user, srv->name) >= 0 && ev->failed)
+			gw_metrics_spawn_failed(gw->metrics);
+	}
+	if (ev->failed || ev->state == SPAWNER_STOPPED) {
+		/* the server's own token dies with the server */
+		if (users_token_revoke_server(gw->db, srv->user_id, srv->name, &err) < 0) {
+			log_warn("cannot revoke token of '%s/%s': %s", srv->user, srv->name,
+				 err->msg);
+			err_free(&err);
+		}
+	}
+}
+
+void gw_servers_on_event(void *arg, struct spawner_server *srv, const struct spawner_event *ev)
+{
+	struct gw_servers *sv = arg;
+	bool final = ev->ready || ev->failed || ev->state == SPAWNER_STOPPED;
+	char *json;
+
+	apply_event(sv, srv, ev);
+	json = event_json(srv, ev->failed || ev->ready ? 100 : ev->progress, ev->message,
+			  ev->ready, ev->failed || ev->state == SPAWNER_STOPPED);
+	broadcast(sv, srv, json, final);
+	free(json);
+}
+
+/* ---- start / stop ---- */
+
+/* The environment of a server: its token and where to find the hub. */
+static char **server_env(const struct gw_cfg *cfg, const char *user, const char *server,
+			 const char *token)
+{
+	char **env = xcalloc(11, sizeof(*env));
+	char *base = spawner_base_url(user, server);
+	size_t n = 0;
+
+	env[n++] = xasprintf("NBGATE_API_TOKEN=%s", token);
+	env[n++] = xasprintf("NBGATE_API_URL=%s/hub/api", cfg->public_url);
+	env[n++] = xasprintf("JUPYTERHUB_API_TOKEN=%s", token);
+	env[n++] = xasprintf("JUPYTERHUB_API_URL=%s/hub/api", cfg->public_url);
+	env[n++] = xasprintf("JUPYTERHUB_USER=%s", user);
+	env[n++] = xasprintf("JUPYTERHUB_SERVER_NAME=%s", server);
+	env[n++] = xstrdup("JUPYTERHUB_BASE_URL=/");
+	env[n++] = xasprintf("JUPYTERHUB_SERVICE_PREFIX=%s", base);
+	env[n++] = xasprintf("JUPYTERHUB_ACTIVITY_URL=%s/hub/api/users/%s/activity",
+			     cfg->public_url, user);
+	env[n] = NULL;
+	free(base);
+	return env;
+}
+
+static void env_free(char **env)
+{
+	for (size_t i = 0; env && env[i]; i++) {
+		explicit_bzero(env[i], strlen(env[i]));
+		free(env[i]);
+	}
+	free(env);
+}
+
+/* Creates the server's token (after revoking any older one). */
+static int server_token(struct gw *gw, int64_t uid, const char *server, char **token,
+			struct err **err)
+{
+	struct users_token_spec spec = {
+		.user_id = uid,
+		.kind = USERS_TOKEN_SERVER,
+		.server_name = server,
+		.note = "server token",
+		.scopes = NULL, /* SCOPES_SERVER_TOKEN */
+	};
+	int64_t id;
+
+	if (users_token_revoke_server(gw->db, uid, server, err) < 0)
+		return err_wrap(err, "revoke old server token");
+	if (users_token_create(gw->db, auth_key(gw->auth), &spec, time_now_ms(), token, &id,
+			       err) < 0)
+		return err_wrap(err, "create server token");
+	return 0;
+}
+
+int gw_servers_start(struct gw *gw, const char *user, const char *server,
+		     const char *user_options_json, struct err **err)
+{
+	struct users_user *u = NULL;
+	char *token = NULL;
+	char **env;
+	int r;
+
+	r = users_get(gw->db, user, &u, err);
+	if (r <= 0)
+		return r < 0 ? r : err_set_http(err, 404, ENOENT, "no such user '%s'", user);
+	r = server_token(gw, u->id, server, &token, err);
+	if (r < 0)
+		goto out;
+	env = server_env(gw->cfg, user, server, token);
+	timer_start(servers_of(gw), user, server);
+	r = spawner_server_start(gw->spawner, u->id, user, server, user_options_json,
+				 (const char *const *)env, NULL, err);
+	env_free(env);
+	if (r < 0) {
+		timer_stop(servers_of(gw), user, server);
+		users_token_revoke_server(gw->db, u->id, server, NULL);
+	}
+out:
+	if (token)
+		explicit_bzero(token, strlen(token));
+	free(token);
+	users_user_free(u);
+	return r < 0 ? r : 0;
+}
+
+int gw_servers_stop(struct gw *gw, const char *user, const char *server, struct err **err)
+{
+	struct spawner_server *srv = spawner_server_find(gw->spawner, user, server);
+
+	if (!srv)
+		return err_set_http(err, 404, ENOENT, "%s has no server named '%s'", user, server);
+	if (!spawner_state_is_live(srv->state))
+		return 0;
+	/* no new request may reach a server that is going away */
+	gw_routes_del(gw->routes, user, server);
+	if (spawner_server_stop(gw->spawner, user, server, err) < 0)
+		return -1;
+	return 1;
+}
+
+int gw_servers_subscribe(struct gw *gw, struct gw_conn *c, const char *user,
+			 const char *server)
+{
+	struct gw_servers *sv = servers_of(gw);
+	struct spawner_server *srv = spawner_server_find(gw->spawner, user, server);
+	bool pending, ready;
+	struct gw_response head;
+	struct sub *s;
+	char *json;
+
+	if (!srv)
+		return -ENOENT;
+	ready = srv->state == SPAWNER_RUNNING && srv->upstream;
+	pending = srv->state == SPAWNER_STARTING || srv->state == SPAWNER_RESTORING;
+	gw_response_init(&head, 200);
+	gw_response_header(&head, "Content-Type", "text/event-stream");
+	gw_response_header(&head, "Cache-Control", "no-cache");
+	gw_stream_begin(c, &head);
+	json = event_json(srv, ready || !pending ? 100 : srv->progress,
+			  ready ? "Server ready" : pending ? srv->message : "Spawn failed",
+			  ready, !ready && !pending);
+	stream_event(c, json);
+	free(json);
+	if (!pending || !sv || sv->nsubs >= SERVERS_MAX_SUBS) {
+		gw_stream_end(c);
+		return 0;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->c = gw_conn_ref(c);
+	s->user = xstrdup(user);
+	s->server = xstrdup(server);
+	s->next = sv->subs;
+	sv->subs = s;
+	sv->nsubs++;
+	return 0;
+}
+
+int gw_servers_adopt(struct gw *gw, struct err **err)
+{
+	return spawner_adopt_all(gw->spawner, err);
+}
