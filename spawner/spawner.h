@@ -1,0 +1,356 @@
+/*
+ * spawner: per-user server lifecycle behind one ops table (git refs
+ * backends, crun cgroup manager, curl vtls).
+ *
+ * The gateway sees only this header. A `struct spawner` is one backend
+ * instance ("process" now; "local" in issue 3, "kubernetes" in issue 5)
+ * plus the shared state: the servers it knows, the database rows behind
+ * them and the lifecycle state machine of DESIGN.md:
+ *
+ *   stopped -> starting -> running -> (culling) -> checkpointing ->
+ *   suspended -> restoring -> running, plus stopping and failed.
+ *
+ * Every transition is validated against one table, persisted to the
+ * `servers` table BEFORE it takes effect in memory, and then reported to
+ * the gateway through cfg->on_event (progress streams, route publishing).
+ *
+ * Threading: everything here runs on the event-loop thread (the thread
+ * that services cfg->lws). Nothing blocks the loop for more than about a
+ * millisecond: starts and stops are asynchronous, readiness and exits are
+ * noticed on lws_sul timers and reported by event.
+ *
+ * Dependencies: common/ and libwebsockets only; never gateway/.
+ */
+#ifndef NBGATE_SPAWNER_SPAWNER_H
+#define NBGATE_SPAWNER_SPAWNER_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+
+struct lws_context;
+struct db;
+struct spawner;
+struct spawner_server;
+
+enum spawner_state {
+	SPAWNER_STOPPED = 0,
+	SPAWNER_STARTING,
+	SPAWNER_RUNNING,
+	SPAWNER_CULLING,
+	SPAWNER_CHECKPOINTING,
+	SPAWNER_SUSPENDED,
+	SPAWNER_RESTORING,
+	SPAWNER_STOPPING,
+	SPAWNER_FAILED,
+	SPAWNER_STATE_COUNT
+};
+
+/* Abilities a backend has; callers test bits instead of comparing names. */
+enum spawner_caps {
+	SPAWNER_CAP_SANDBOX = 1 << 0,    /* servers are isolated from the host */
+	SPAWNER_CAP_ADOPT = 1 << 1,      /* re-adopts live servers after restart */
+	SPAWNER_CAP_CHECKPOINT = 1 << 2, /* checkpoint/restore supported */
+	SPAWNER_CAP_PORT = 1 << 3,       /* upstreams may be host:port */
+	SPAWNER_CAP_UNIX = 1 << 4,       /* upstreams may be Unix sockets */
+};
+
+/*
+ * One lifecycle or progress event. Everything is borrowed and valid only
+ * during the on_event call; copy what you keep.
+ */
+struct spawner_event {
+	enum spawner_state state; /* state after the event */
+	int progress;             /* 0-100, JupyterHub progress semantics */
+	const char *message;      /* human readable, never contains secrets */
+	bool ready;               /* server answers: publish its route */
+	bool failed;              /* start failed or server died: drop route */
+};
+
+/*
+ * Configuration, borrowed by spawner_new() for the spawner's lifetime
+ * (the pointed-to strings and arrays must outlive the spawner).
+ */
+struct spawner_cfg {
+	struct lws_context *lws;        /* timers run here (lws_sul) */
+	struct db *db;                  /* holds the servers table */
+	const char *state_dir;          /* absolute; run/ and home/ below it */
+	const char *const *server_cmd;  /* argv with {placeholders}, NULL-ended */
+	const char *const *server_env;  /* "K=V" extra env, NULL-ended or NULL */
+	int64_t spawn_timeout_ms;       /* readiness deadline; 0 = 60000 */
+	int64_t stop_timeout_ms;        /* SIGTERM -> SIGKILL grace; 0 = 5000 */
+	/*
+	 * Called on the event-loop thread after every transition and progress
+	 * step. srv is borrowed (see spawner_server_find()). The callback may
+	 * call spawner_server_find()/_next() but must not start, stop or remove
+	 * servers from inside the callback (defer with a sul instead).
+	 */
+	void (*on_event)(void *arg, struct spawner_server *srv,
+			 const struct spawner_event *ev);
+	void *event_arg;
+};
+
+/*
+ * One (user, server name) pair. Owned by the spawner; the gateway borrows
+ * it (valid until spawner_server_remove() on it or spawner_free()) and
+ * treats every field as read-only. Look it up again by (user, name) after
+ * returning to the event loop rather than caching the pointer long-term.
+ */
+struct spawner_server {
+	int64_t id;              /* servers.id */
+	int64_t user_id;
+	char *user;              /* normalised user name */
+	char *name;              /* "" for the default server */
+	char *slug;              /* spawner_slug(user, name) */
+	enum spawner_state state;
+	char *upstream;          /* "unix:/abs/path.sock" | "127.0.0.1:port" | NULL */
+	pid_t pid;               /* 0 when none */
+	int64_t pid_start;       /* proc start time (clock ticks since boot) */
+	char *home;              /* persistent home directory */
+	char *run_dir;           /* per-server runtime dir (socket, log) */
+	char *base_url;          /* "/user/<u>/" or "/user/<u>/<s>/" */
+	char **env;              /* "K=V" from the gateway (tokens), NULL-ended */
+	char *user_options;      /* JSON text, "{}" by default */
+	int64_t started_ms;      /* wall clock of the last start, 0 if never */
+	int64_t last_activity_ms;/* wall clock, maintained by the gateway */
+	int progress;            /* last event's progress, for late listeners */
+	char *message;           /* last event's message, or NULL */
+	struct spawner_server *next; /* spawner's list; use spawner_server_next() */
+	void *priv;              /* backend-private per-server state */
+};
+
+/*
+ * The ops table (STYLE.md "Backend interface"). `size` is the size of the
+ * backend's struct, which embeds `struct spawner` first; spawner_new()
+ * allocates it zeroed, fills the base and calls init. Every fallible op
+ * takes `struct err **err` last. Optional ops may be NULL: the dispatchers
+ * then fail with -ENOTSUP.
+ *
+ *  init     prepare the backend (directories, probes). Required.
+ *  start    launch srv (state is already `starting`, persisted). Returns
+ *           once launched; reports readiness or failure later by calling
+ *           spawner_transition(). Required except in stub backends.
+ *  status   1 if the server's process/pod is alive, 0 if not. Optional.
+ *  stop     begin stopping srv (state already `stopping`); completion is
+ *           reported by spawner_transition(..., SPAWNER_STOPPED). Optional.
+ *  adopt    after a gateway restart: srv holds the persisted row; returns
+ *           0 and fills srv->priv when the server is still alive and
+ *           answering, -ESRCH when it is gone. Optional.
+ *  stop_wait  block until every server in `stopping` has stopped, at most
+ *           timeout_ms (shutdown only, see spawner_stop_all()). Optional.
+ *  server_release  free srv->priv (and stop watching it; never kills).
+ *           Optional.
+ *  destroy  free backend state (not the struct itself). Optional.
+ */
+struct spawner_ops {
+	const char *name;
+	unsigned caps;
+	size_t size;
+	int (*init)(struct spawner *sp, struct err **err);
+	int (*start)(struct spawner *sp, struct spawner_server *srv, struct err **err);
+	int (*status)(struct spawner *sp, struct spawner_server *srv, struct err **err);
+	int (*stop)(struct spawner *sp, struct spawner_server *srv, struct err **err);
+	int (*adopt)(struct spawner *sp, struct spawner_server *srv, struct err **err);
+	void (*stop_wait)(struct spawner *sp, int64_t timeout_ms);
+	void (*server_release)(struct spawner *sp, struct spawner_server *srv);
+	void (*destroy)(struct spawner *sp);
+};
+
+/* The base every backend embeds first. Fields are the spawner's own. */
+struct spawner {
+	const struct spawner_ops *ops;
+	struct spawner_cfg cfg;          /* copy; pointers inside are borrowed */
+	struct spawner_server *servers;  /* singly linked, owned */
+};
+
+/* ---- the backend registry (spawner.c) ---- */
+
+extern const struct spawner_ops spawner_process_ops;
+extern const struct spawner_ops spawner_local_ops;
+extern const struct spawner_ops spawner_k8s_ops;
+
+/*
+ * The ops of the backend called `name` ("process", "local",
+ * "kubernetes"), or NULL when no backend has that name. Stub backends
+ * (not built yet) are returned too; their init fails with a clear message.
+ */
+const struct spawner_ops *spawner_backend_find(const char *name);
+
+/*
+ * Creates a spawner for `backend_name` with cfg (borrowed, see struct
+ * spawner_cfg). Loads nothing from the database yet: call
+ * spawner_adopt_all() next. On success *out is owned by the caller, free
+ * with spawner_free(). Errors: EINVAL unknown backend or bad cfg,
+ * ENOTSUP backend not built/implemented, anything from the backend init.
+ * Event-loop thread.
+ */
+int spawner_new(const char *backend_name, const struct spawner_cfg *cfg,
+		struct spawner **out, struct err **err);
+
+/*
+ * Same with an explicit ops table: for fakes and decorators in tests
+ * (tests/helpers) that are not in the registry.
+ */
+int spawner_new_ops(const struct spawner_ops *ops, const struct spawner_cfg *cfg,
+		    struct spawner **out, struct err **err);
+
+/*
+ * Frees the spawner and its in-memory servers. Running servers are left
+ * running (their rows say so) so the next gateway start re-adopts them;
+ * call spawner_stop_all() first for a full shutdown. Safe on NULL.
+ */
+void spawner_free(struct spawner *sp);
+
+/* ---- lifecycle for the gateway ---- */
+
+/*
+ * Starts (user, server_name). Reuses the server's row, or inserts one.
+ * user_options_json (may be NULL = "{}") is stored verbatim; env is a
+ * NULL-ended "K=V" list (may be NULL) copied for the server's environment
+ * (its API token and the like). The state becomes `starting` and the
+ * backend launches the server; this returns once it is launched, and
+ * readiness (ready=true) or failure (failed=true) arrives later by event.
+ * *out (may be NULL) receives the borrowed server.
+ *
+ * Errors: EALREADY already starting/running (HTTP 400-ish in JupyterHub
+ * terms: "already running"), EBUSY in another transitional state (409),
+ * EEXIST the name's slug belongs to another (user, server), EINVAL bad
+ * name, anything from the database or the backend (the server is then
+ * `failed` with the reason in srv->message). Event-loop thread.
+ */
+int spawner_server_start(struct spawner *sp, int64_t user_id, const char *user,
+			 const char *server_name, const char *user_options_json,
+			 const char *const *env, struct spawner_server **out,
+			 struct err **err);
+
+/*
+ * Begins stopping (user, server): state `stopping`, SIGTERM (process) and
+ * SIGKILL after the grace period; `stopped` arrives by event. A server that
+ * is already stopped/failed: returns 0 and does nothing. Errors: ENOENT no
+ * such server, EBUSY checkpointing/restoring, database errors.
+ * Event-loop thread.
+ */
+int spawner_server_stop(struct spawner *sp, const char *user, const char *server,
+			struct err **err);
+
+/*
+ * Forgets (user, server): deletes its row and frees the in-memory server.
+ * Only when stopped or failed. Errors: ENOENT, EBUSY not stopped,
+ * database errors. Invalidates pointers to that server.
+ */
+int spawner_server_remove(struct spawner *sp, const char *user, const char *server,
+			  struct err **err);
+
+/*
+ * Stops every live server and waits for them (bounded by the stop
+ * timeout). For shutdown and tests only: it blocks the calling thread.
+ */
+void spawner_stop_all(struct spawner *sp);
+
+/*
+ * The server (user, server) or NULL. Borrowed: valid until
+ * spawner_server_remove() on it or spawner_free().
+ */
+struct spawner_server *spawner_server_find(struct spawner *sp, const char *user,
+					   const char *server);
+
+/*
+ * Iteration over all known servers (any state): pass NULL for the first,
+ * the previous one for the next; NULL at the end. Do not remove servers
+ * while iterating. Borrowed pointers as for spawner_server_find().
+ */
+struct spawner_server *spawner_server_next(struct spawner *sp,
+					   struct spawner_server *prev);
+
+/*
+ * Startup: loads every row of the servers table into memory. Rows in
+ * starting/running/culling are checked with the backend's adopt op
+ * (process: pid + start time alive and the socket answers); a live one
+ * goes (back) to running with a ready event so the gateway publishes its
+ * route, a dead one becomes stopped ("server was not running after
+ * gateway restart"). Rows left in stopping are finished (killed if alive)
+ * and become stopped; other transitional rows become failed. Call once,
+ * after spawner_new(). Errors: database errors. Event-loop thread.
+ */
+int spawner_adopt_all(struct spawner *sp, struct err **err);
+
+/* Records activity (wall-clock ms) for culling; not persisted on every call. */
+void spawner_server_touch(struct spawner *sp, struct spawner_server *srv,
+			  int64_t now_ms);
+
+/* ---- state machine (shared with the backends) ---- */
+
+/* "stopped", "starting", ...; "unknown" out of range. Static storage. */
+const char *spawner_state_name(enum spawner_state state);
+/* Parses a state name; -1 when unknown. */
+int spawner_state_parse(const char *name);
+/* True if the lifecycle table allows from -> to. */
+bool spawner_transition_allowed(enum spawner_state from, enum spawner_state to);
+/* True for starting/running/culling/checkpointing/restoring/stopping. */
+bool spawner_state_is_live(enum spawner_state state);
+
+/*
+ * Moves srv to `to`: validates the transition (illegal -> EINVAL and
+ * nothing changes), persists state, message, pid, pid_start, upstream and
+ * started to the servers row, then updates srv and emits an event with
+ * `message` (borrowed, may be NULL) and a progress/ready/failed derived
+ * from `to` (running => ready, failed => failed). If persisting fails
+ * nothing changes in memory. Event-loop thread.
+ */
+int spawner_transition(struct spawner *sp, struct spawner_server *srv,
+		       enum spawner_state to, const char *message, struct err **err);
+
+/* Emits a progress event (no state change); message is borrowed. */
+void spawner_progress(struct spawner *sp, struct spawner_server *srv, int progress,
+		      const char *message);
+
+/*
+ * For backends: persists srv's pid, pid_start and upstream without a
+ * state change (once the process exists and its pid is known).
+ */
+int spawner__persist(struct spawner *sp, struct spawner_server *srv, struct err **err);
+
+/* ---- dispatchers ---- */
+
+static inline int spawner_start(struct spawner *sp, struct spawner_server *srv,
+				struct err **err)
+{
+	if (!sp->ops->start)
+		return err_set(err, ENOTSUP, "backend '%s' cannot start servers", sp->ops->name);
+	return sp->ops->start(sp, srv, err);
+}
+
+static inline int spawner_status(struct spawner *sp, struct spawner_server *srv,
+				 struct err **err)
+{
+	if (!sp->ops->status)
+		return err_set(err, ENOTSUP, "backend '%s' has no status", sp->ops->name);
+	return sp->ops->status(sp, srv, err);
+}
+
+static inline int spawner_stop(struct spawner *sp, struct spawner_server *srv,
+			       struct err **err)
+{
+	if (!sp->ops->stop)
+		return err_set(err, ENOTSUP, "backend '%s' cannot stop servers", sp->ops->name);
+	return sp->ops->stop(sp, srv, err);
+}
+
+static inline int spawner_adopt(struct spawner *sp, struct spawner_server *srv,
+				struct err **err)
+{
+	if (!sp->ops->adopt)
+		return err_set(err, ENOTSUP, "backend '%s' cannot adopt servers", sp->ops->name);
+	return sp->ops->adopt(sp, srv, err);
+}
+
+static inline bool spawner_has_cap(const struct spawner *sp, unsigned cap)
+{
+	return (sp->ops->caps & cap) == cap;
+}
+
+#endif
