@@ -29,10 +29,10 @@
 static cJSON *split_json(const char *text)
 {
 	cJSON *a = cJSON_CreateArray();
-	const char *p = text;
+	const char *p = text ? text : "";
 	size_t n;
 
-	while (p && *p) {
+	while (*p) {
 		n = strcspn(p, " ");
 		if (n) {
 			char *one = xstrndup(p, n);

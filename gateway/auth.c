@@ -143,7 +143,7 @@ static const char *auth_cookie_pair(const char *h, size_t i, size_t end, const c
 	eq = i;
 	while (eq < end && h[eq] != '=')
 		eq++;
-	if (eq == end || eq - i != nlen || memcmp(h + i, name, nlen))
+	if (eq == end || eq - i != nlen || memcmp(h + i, name, nlen) != 0)
 		return NULL;
 	i = eq + 1;
 	ve = end;
@@ -771,7 +771,7 @@ static int auth_csrf_api_type(const struct http_req *req, struct err **err)
 	const char *mt;
 	size_t n = auth_media_type(req, &mt);
 
-	if (strncmp(path, "/hub/api/", 9) && strcmp(path, "/hub/api"))
+	if (strncmp(path, "/hub/api/", 9) != 0 && strcmp(path, "/hub/api") != 0)
 		return 0;
 	if (n == 0 || auth_media_is(mt, n, "application/json"))
 		return 0;

@@ -38,40 +38,42 @@ static bool is_ctl(unsigned char c)
 static int decode_segment(const char *p, size_t n, char **out, struct http_error *e)
 {
 	char *d = xmalloc(n + 1);
+	const char *why;
 	size_t o = 0;
 
+	*out = NULL;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
 
+		why = "invalid character in path";
 		if (c <= 0x20 || c >= 0x7f || c == '\\')
-			goto bad_raw;
+			goto bad;
 		if (c == '%') {
 			int hi = i + 2 < n ? hexval((unsigned char)p[i + 1]) : -1;
 			int lo = hi >= 0 ? hexval((unsigned char)p[i + 2]) : -1;
 
+			why = "invalid percent-encoding in path";
 			if (lo < 0)
-				goto bad_pct;
+				goto bad;
 			c = (unsigned char)(hi << 4 | lo);
 			i += 2;
 			/* %00 and other control bytes have no business in a
 			 * name; a decoded backslash is a Windows separator */
+			why = "forbidden encoded character in path";
 			if (c == 0 || is_ctl(c) || c == '\\')
-				goto bad_dec;
+				goto bad;
 		}
 		d[o++] = (char)c;
 	}
 	d[o] = '\0';
 	*out = d;
 	return 0;
-bad_raw:
+bad:
 	free(d);
-	return http__fail(e, 400, "invalid character in path");
-bad_pct:
-	free(d);
-	return http__fail(e, 400, "invalid percent-encoding in path");
-bad_dec:
-	free(d);
-	return http__fail(e, 400, "forbidden encoded character in path");
+	/* http__fail() returns -1, but it lives in another translation unit;
+	 * returning -1 here lets the analyser see *out is only read on 0 */
+	http__fail(e, 400, why);
+	return -1;
 }
 
 static void seg_push(struct http_path *p, size_t *alloc, char *s)

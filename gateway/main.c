@@ -522,7 +522,9 @@ static int run_cmd(struct cli *cli, const struct cmd *c, struct err **err)
 {
 	if (cli->argc < c->min_args || cli->argc > c->max_args)
 		return usage_error("wrong number of arguments; usage: nbgate %s", c->usage);
-	if (strcmp(c->name, "version") != 0) {
+	/* every command but "version" reads the config; one that opens the
+	 * database needs state_dir from it, whatever its name */
+	if (c->needs_db || strcmp(c->name, "version") != 0) {
 		if (gw_cfg_load(&cli->cfg, cli->config, err) < 0)
 			return err_wrap(err, "load configuration");
 		cli->cfg_loaded = true;

@@ -139,7 +139,7 @@ static int scope_parse_filter(const char *f, size_t len, struct scope_word *w)
 	size_t vlen = eq ? len - klen - 1 : 0;
 
 	for (size_t i = 0; i < 3; i++) {
-		if (strlen(keys[i].key) != klen || memcmp(keys[i].key, f, klen))
+		if (strlen(keys[i].key) != klen || memcmp(keys[i].key, f, klen) != 0)
 			continue;
 		w->filter = keys[i].filter;
 		if (!eq) {

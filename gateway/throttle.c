@@ -43,7 +43,8 @@ struct throttle {
 
 static void throttle_table_init(struct throttle_table *t, size_t max)
 {
-	t->bucket = xcalloc(THROTTLE_BUCKETS, sizeof(*t->bucket));
+	/* an array of chain heads: sizeof a pointer, spelled out for clang-tidy */
+	t->bucket = xcalloc(THROTTLE_BUCKETS, sizeof(struct throttle_entry *));
 	t->max = max;
 }
 
@@ -85,12 +86,12 @@ static uint64_t throttle_key(const struct throttle *t, char kind, const char *s)
 {
 	unsigned char out[crypto_shorthash_BYTES];
 	size_t len = strlen(s);
-	unsigned char *buf = xmalloc(len + 2);
+	unsigned char *buf = xmalloc(len + 3);
 	uint64_t k;
 
 	buf[0] = (unsigned char)kind;
 	buf[1] = ':';
-	memcpy(buf + 2, s, len);
+	memcpy(buf + 2, s, len + 1); /* the NUL too, though only len + 2 are hashed */
 	crypto_shorthash(out, buf, len + 2, t->sipkey);
 	free(buf);
 	memcpy(&k, out, sizeof(k));

@@ -33,7 +33,8 @@
 
 static int users_db_err(struct db *db, const char *what, struct err **err)
 {
-	return err_set(err, EIO, "%s: %s", what, db_errmsg(db));
+	err_set(err, EIO, "%s: %s", what, db_errmsg(db));
+	return -EIO; /* visibly < 0 here, so callers' "r <= 0" paths analyse */
 }
 
 /* Steps st to completion; returns sqlite3_changes() or < 0. */
@@ -225,7 +226,7 @@ int users_create(struct db *db, const char *name, bool admin, const char *pw_has
 
 	if (users_normalize_name(name, &norm, err) < 0)
 		return -EINVAL;
-	if (strcmp(norm, name))
+	if (strcmp(norm, name) != 0)
 		return err_set_http(err, 400, EINVAL, "username '%s' is not normalised", norm);
 	if (db_prepare(db, &st, "INSERT INTO users (name, admin, pw_hash, created)"
 				" VALUES (?, ?, ?, ?)", err) < 0)
@@ -289,7 +290,7 @@ int users_list(struct db *db, struct users_user ***out, size_t *n, struct err **
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (cnt == cap) {
 			cap = cap ? cap * 2 : 16;
-			v = xrealloc(v, cap * sizeof(*v));
+			v = xrealloc(v, cap * sizeof(struct users_user *));
 		}
 		v[cnt++] = users_row(st);
 	}
@@ -601,7 +602,7 @@ bool users_token_syntax_ok(const char *s, size_t len)
 {
 	const size_t tag = sizeof(USERS_TOKEN_TAG) - 1;
 
-	if (!s || len != USERS_TOKEN_LEN || memcmp(s, USERS_TOKEN_TAG, tag))
+	if (!s || len != USERS_TOKEN_LEN || memcmp(s, USERS_TOKEN_TAG, tag) != 0)
 		return false;
 	for (size_t i = tag; i < tag + USERS_TOKEN_PREFIX_LEN; i++)
 		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
@@ -660,7 +661,7 @@ int users_token_create(struct db *db, const struct users_key *key,
 	const char *scopes = users_token_default_scopes(spec);
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	unsigned char mac[USERS_HASH_LEN];
-	int64_t expires_at;
+	int64_t expires_at = 0;
 	char *token;
 
 	if (scopes_validate(scopes, err) < 0 || users_token_expiry(spec, now, &expires_at, err) < 0)
@@ -799,7 +800,7 @@ int users_token_list(struct db *db, int64_t user_id, struct users_token ***out,
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (cnt == cap) {
 			cap = cap ? cap * 2 : 8;
-			v = xrealloc(v, cap * sizeof(*v));
+			v = xrealloc(v, cap * sizeof(struct users_token *));
 		}
 		v[cnt++] = users_token_row(st);
 	}

@@ -153,10 +153,9 @@ int ws_parse_frame_hdr(const uint8_t *p, size_t len, struct ws_frame_hdr *h)
 
 size_t ws_build_close(uint8_t *out, uint16_t code, const char *reason)
 {
-	size_t rl = reason ? strlen(reason) : 0;
+	/* a close payload is <= 125 bytes: the code, then <= 123 of reason */
+	size_t rl = reason ? strnlen(reason, 123) : 0;
 
-	if (rl > 123)
-		rl = 123;
 	out[0] = 0x80 | WS_CLOSE;
 	out[1] = (uint8_t)(2 + rl);
 	out[2] = (uint8_t)(code >> 8);

@@ -31,9 +31,16 @@ done
 
 echo "lint: clang-tidy"
 checks='-*,bugprone-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,-bugprone-narrowing-conversions,-bugprone-assignment-in-if-condition,-bugprone-branch-clone,-bugprone-implicit-widening-of-multiplication-result,cert-err34-c,clang-analyzer-*,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling'
-if ! clang-tidy --quiet --warnings-as-errors='*' --checks="$checks" $src -- $inc -std=gnu11 2>/dev/null; then
-	rc=1
-fi
+# One file per invocation: clang-tidy 14 given several files carries the
+# valist checker's state from one translation unit to the next and reports
+# "vsnprintf called with an uninitialized va_list" right after va_start()
+# (seen on common/log.c after common/err.c; neither file alone reports it).
+for f in $src; do
+	if ! clang-tidy --quiet --warnings-as-errors='*' --checks="$checks" "$f" \
+		-- $inc -std=gnu11 2>/dev/null; then
+		rc=1
+	fi
+done
 
 scripts/complexity.sh || rc=1
 [ "$rc" -eq 0 ] && echo "lint: clean"

@@ -379,8 +379,10 @@ static char *process_log_tail(const char *run_dir)
 			;
 	for (size_t i = start; i < (size_t)n; i++) {
 		if (raw[i] == '\n') {
-			memcpy(joined + j, " | ", 3);
-			j += 3;
+			static const char sep[3] = { ' ', '|', ' ' }; /* no NUL */
+
+			memcpy(joined + j, sep, sizeof(sep));
+			j += sizeof(sep);
 		} else if (raw[i] != '\r') {
 			joined[j++] = raw[i];
 		}

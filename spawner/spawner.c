@@ -473,11 +473,12 @@ static int server_get_or_create(struct spawner *sp, int64_t user_id, const char 
 	srv = server_new(sp, 0, user_id, user, name);
 	other = find_slug(sp, srv->slug);
 	if (other) {
+		err_set_http(err, 409, EEXIST,
+			     "server name '%s' of user '%s' collides with server '%s' of "
+			     "user '%s'; choose another name",
+			     name, user, other->name, other->user);
 		server_free(sp, srv);
-		return err_set_http(err, 409, EEXIST,
-				    "server name '%s' of user '%s' collides with server '%s' of "
-				    "user '%s'; choose another name",
-				    name, user, other->name, other->user);
+		return -EEXIST;
 	}
 	if (row_ensure(sp, user_id, name, &id, err) < 0) {
 		server_free(sp, srv);
