@@ -1,0 +1,179 @@
+/*
+ * conn_internal: state shared by the connection core (server.c, conn.c,
+ * proxy.c). Not for handlers: they see struct gw_conn as opaque (gw.h).
+ *
+ * One struct gw_core per daemon hangs off the lws context user pointer.
+ * Every client socket has one struct gw_conn (reference-counted: async hub
+ * handlers keep it past the socket's end), and while a request is proxied
+ * one struct gw_up for the upstream socket. Idle upstream sockets wait in
+ * a keep-alive pool per upstream address (R-3.11).
+ *
+ * Buffers: c->in holds client bytes not yet consumed (the current request's
+ * head and body, never the next request's beyond what the kernel already
+ * gave us: reading pauses once the current request is complete, PRX-19);
+ * c->out holds bytes for the client; up->out bytes for the upstream. Each
+ * direction pauses its reader (lws_rx_flow_control) when the buffer on the
+ * other side passes GW_PENDING_MAX, so a slow side never makes us buffer
+ * without bound.
+ *
+ * Threading: event-loop thread only.
+ */
+#ifndef NBGATE_GATEWAY_CONN_INTERNAL_H
+#define NBGATE_GATEWAY_CONN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <libwebsockets.h>
+
+#include "common/buf.h"
+#include "gateway/gw.h"
+#include "gateway/http.h"
+#include "gateway/ws.h"
+
+#define GW_PENDING_MAX (256 * 1024)   /* per direction, then the reader pauses */
+#define GW_WRITE_CHUNK 16384          /* bytes per lws_write */
+#define GW_LOCAL_RESP_MAX (256u << 20) /* hub responses are built in memory */
+#define GW_LINGER_MS 2000             /* drain after a final response (lingering close) */
+#define GW_UP_IDLE_MS 30000           /* idle upstream keep-alive sockets */
+#define GW_BODY_RATE_GRACE_MS 10000   /* body_min_rate applies after this */
+#define GW_WS_PINGS_PER_S 100
+
+struct auth_ident;
+struct gw_up;
+
+enum gw_conn_state {
+	GW_CS_HEAD,      /* reading a request head (or idle keep-alive) */
+	GW_CS_HUB_BODY,  /* reading the body of a hub request into c->in */
+	GW_CS_HUB_WAIT,  /* hub handler answers (maybe later) */
+	GW_CS_RESP,      /* a local response is queued; finishing the exchange */
+	GW_CS_STREAM,    /* gw_stream_* response in progress */
+	GW_CS_PROXY,     /* request proxied to c->up */
+	GW_CS_TUNNEL,    /* WebSocket tunnel with c->up */
+	GW_CS_LINGER,    /* final bytes sent, draining input before close */
+};
+
+struct gw_core {
+	struct gw *gw;
+	struct lws_vhost *vh;          /* main listener; upstream sockets join it */
+	struct lws_vhost *redirect_vh; /* plain-HTTP redirect listener or NULL */
+	struct gw_conn *conns;         /* live client connections */
+	size_t nconns;
+	struct gw_up *idle;            /* upstream keep-alive pool */
+	FILE *access;                  /* access log (may be stderr) */
+	bool access_owned;
+	struct http_limits lim;        /* requests */
+	struct http_limits resp_lim;   /* upstream responses */
+	char *public_scheme;           /* "http" / "https" */
+	char *public_host;             /* lower-case host of public_url, no port */
+	char *public_authority;        /* host[:port] as in public_url */
+	char *public_port_sfx;         /* ":8000" or "" */
+	char *public_origin;           /* scheme://authority */
+	char *listen_host;             /* for the loopback Host literal rule */
+	int listen_port;
+	unsigned char wbuf[LWS_PRE + GW_WRITE_CHUNK];
+};
+
+struct gw_ws_rx {
+	uint64_t frame_left;      /* payload bytes of the current frame still to pass */
+	uint64_t msg_len;         /* data bytes of the current message so far */
+	int64_t ping_window_ms;
+	unsigned pings;
+};
+
+struct gw_conn {
+	struct gw_core *core;
+	struct lws *wsi;                /* NULL once the socket is gone */
+	struct gw_conn *next, *prev;
+	int refs;
+	enum gw_conn_state st;
+	char ip[64];
+	bool tls;
+	struct buf in, out;
+	bool rx_paused;
+	bool close_after;               /* close once out is flushed */
+	bool flushing_close;            /* last bytes handed to lws */
+	bool resp_done;                 /* whole response is in out */
+	bool lws_timeout_cleared;       /* lws's TLS-accept timeout removed */
+	unsigned nreq;
+	/* the current exchange */
+	int64_t t_start;                /* mono ms */
+	int status;
+	uint64_t bytes_out;
+	char method[24];
+	bool is_head;
+	bool req_keep_alive;
+	bool http10;
+	char *log_path;                 /* canonical path, redacted later */
+	char *log_user;
+	size_t hub_need;                /* bytes of head + body for a hub request */
+	uint64_t body_left;             /* proxied request body still to forward */
+	char auth_handle[40];           /* "s:<id>"/"t:<id>" the connection used */
+	char *user, *server;            /* route key of a proxied request */
+	struct gw_up *up;
+	struct gw_ws_rx ws;
+	/* timers */
+	lws_sorted_usec_list_t sul;
+	int64_t deadline;               /* mono ms of the state's deadline, 0 none */
+	int64_t body_start, body_last;  /* mono ms */
+	uint64_t body_got;
+};
+
+/* ---- conn.c ---- */
+struct gw_core *gw__core(struct lws *wsi);
+struct gw_conn *gw__conn_new(struct gw_core *core, struct lws *wsi);
+int gw__conn_rx(struct gw_conn *c, const void *p, size_t n);
+int gw__conn_writeable(struct gw_conn *c);
+void gw__conn_closed(struct gw_conn *c);
+/* Kills the client socket asynchronously (with its upstream). */
+void gw__conn_kill(struct gw_conn *c);
+/* Re-evaluates whether the client socket should be read. */
+void gw__conn_update_rx(struct gw_conn *c);
+/* Runs the state machine over buffered input. */
+void gw__conn_process(struct gw_conn *c);
+/* Queues bytes for the client and asks for a writeable callback. */
+int gw__conn_queue(struct gw_conn *c, const void *p, size_t n);
+/* A local error answer: JSON for API paths, text otherwise; close for framing. */
+void gw__conn_error(struct gw_conn *c, const char *path, int status, bool close,
+		    const char *msg, const char *extra_header);
+/* The proxied response is complete (head + body queued). */
+void gw__conn_response_done(struct gw_conn *c, bool close);
+/* Exchange bookkeeping: copies what the access log needs from req. */
+void gw__conn_begin(struct gw_conn *c, const struct http_req *req);
+void gw__conn_set_timer(struct gw_conn *c, int64_t in_ms);
+/* Starts the body progress checks (PRX-17); already = body bytes in hand. */
+void gw__conn_body_timer(struct gw_conn *c, uint64_t already);
+/* Decides (and records) whether the connection closes after this response. */
+bool gw__conn_closing(struct gw_conn *c);
+bool gw__is_api_path(const char *path);
+
+/* ---- server.c ---- */
+/* Dispatches a parsed request head (state GW_CS_HEAD, req complete). */
+void gw__dispatch(struct gw_conn *c, struct http_req *req);
+/* Hub request whose body is complete in c->in. */
+void gw__dispatch_hub(struct gw_conn *c, struct http_req *req);
+
+/* ---- proxy.c ---- */
+/*
+ * Starts proxying req for c to route (user, server). who may be NULL only
+ * when the caller decided the request needs no identity (never today).
+ * Consumes the head from c->in; the body follows through gw__proxy_pump.
+ * ws_key (owned, taken): the client's Sec-WebSocket-Key for an upgrade, else NULL.
+ */
+void gw__proxy_start(struct gw_conn *c, const struct http_req *req, const struct auth_ident *who,
+		     const char *user, const char *server, const char *upstream,
+		     char *ws_key);
+/* Moves buffered client bytes (request body, tunnel frames) upstream. */
+void gw__proxy_pump(struct gw_conn *c);
+/* c->out drained below the limit: resume reading the upstream. */
+void gw__proxy_client_drained(struct gw_conn *c);
+/* The client went away or is being killed: drop the upstream socket. */
+void gw__proxy_detach(struct gw_conn *c);
+/* lws callback for upstream sockets (protocol "nbgate-up"). */
+int gw__proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+		       void *in, size_t len);
+/* Closes every idle pooled upstream socket (shutdown). */
+void gw__proxy_pool_flush(struct gw_core *core);
+
+#endif
