@@ -292,13 +292,23 @@ static int v_admin_users(const void *f, struct err **err)
 #define POS_DUR cfg_validate_positive_duration
 #define POS_INT cfg_validate_positive_int
 
+/*
+ * The default server is Debian 12's classic Jupyter Notebook 6.4: it has a
+ * browser UI (Jupyter Server 1.23 alone has none) and the same REST and
+ * kernel WebSocket API. It listens on a Unix socket in the server's run
+ * directory; authentication is the gateway's, so its own token, password and
+ * XSRF check are off and it accepts any Host (the gateway validated it).
+ * --allow-root: the process backend runs servers as nbgate's own user, and
+ * `make run` runs as root; the sandboxed local backend (issue 3) drops to an
+ * unprivileged uid instead.
+ */
 static const char default_server_cmd[] =
-	"[\"/usr/bin/python3\",\"-m\",\"jupyter_server\","
-	"\"--ServerApp.sock={sock}\",\"--ServerApp.base_url={base_url}\","
-	"\"--ServerApp.token=\",\"--ServerApp.password=\","
-	"\"--ServerApp.disable_check_xsrf=True\","
-	"\"--ServerApp.allow_remote_access=True\",\"--no-browser\","
-	"\"--ServerApp.root_dir={home}\"]";
+	"[\"/usr/bin/python3\",\"-m\",\"notebook\","
+	"\"--NotebookApp.sock={sock}\",\"--NotebookApp.base_url={base_url}\","
+	"\"--NotebookApp.token=\",\"--NotebookApp.password=\","
+	"\"--NotebookApp.disable_check_xsrf=True\","
+	"\"--NotebookApp.allow_remote_access=True\",\"--no-browser\","
+	"\"--allow-root\",\"--NotebookApp.notebook_dir={home}\"]";
 
 const struct cfg_entry gw_cfg_table[] = {
 	STR(listen, "127.0.0.1:8000", v_listen, "address to listen on: host:port or [v6]:port"),
