@@ -106,7 +106,8 @@ static void test_config_defaults_valid(void **state)
 	assert_int_equal(c.login_backoff_max, 15 * 60000);
 	assert_int_equal(c.token_max_expires_in, 0);
 	assert_string_equal(c.server_cmd[0], "/usr/bin/python3");
-	assert_string_equal(c.server_cmd[3], "--ServerApp.sock={sock}");
+	assert_string_equal(c.server_cmd[2], "notebook");
+	assert_string_equal(c.server_cmd[3], "--NotebookApp.sock={sock}");
 	assert_int_equal(json_strv_len(c.server_cmd), 11);
 	assert_int_equal(json_strv_len(c.server_env), 0);
 	gw_cfg_free(&c);
