@@ -75,7 +75,7 @@ $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(ARCHIVES)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DFUZZ_REPLAY_MAIN -MMD -MP -o $@ $< $(ARCHIVES) $(LIBS)
 
-.PHONY: all run test check check-integration check-fuzz fuzz lint bench install-deps clean complexity format-check
+.PHONY: all run test check check-integration check-fuzz check-browser fuzz lint bench install-deps clean complexity format-check
 all: $(NBGATE) $(HELPER_BIN)
 
 install-deps:
@@ -87,7 +87,7 @@ run: install-deps
 
 test: install-deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(FUZZ_BIN)
-	@$(MAKE) --no-print-directory check check-fuzz check-integration
+	@$(MAKE) --no-print-directory check check-fuzz check-integration check-browser
 
 check: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
@@ -97,6 +97,9 @@ check-fuzz: $(FUZZ_BIN)
 
 check-integration: all
 	@NBGATE=$(abspath $(NBGATE)) BUILD=$(abspath $(BUILD)) scripts/run-integration.sh
+
+check-browser: all
+	@NBGATE=$(abspath $(NBGATE)) scripts/run-browser.sh
 
 fuzz:
 	@scripts/fuzz.sh
