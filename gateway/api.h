@@ -18,7 +18,9 @@
 #include <stdint.h>
 
 #include "gateway/gw.h"
+#include "gateway/auth.h"
 #include "gateway/http.h"
+#include "gateway/scopes.h"
 
 struct cJSON;
 struct spawner_server;
@@ -231,5 +233,15 @@ void hub__api_group_users_del(struct gw *gw, struct gw_conn *c, const struct gw_
 /* ISO 8601 UTC with 'Z' ("2024-01-02T03:04:05.678Z") of ms since the
  * epoch, as a JSON string; JSON null for 0. */
 struct cJSON *hub__iso_time(int64_t ms);
+
+/*
+ * JH-10 (CVE-2024-41942): acting "as an admin" on admins needs an admin
+ * owner AND an unfiltered admin:users in the request's scopes; an admin's
+ * token limited to admin:users!group=g must not grant or change admins.
+ */
+static inline bool hub__acts_as_admin(const struct gw_request *req)
+{
+	return req->who && req->who->admin && scopes_allow_all(req->who->scopes, "admin:users");
+}
 
 #endif

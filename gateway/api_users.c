@@ -214,7 +214,7 @@ static int users_create_body(const struct gw_request *req, const cJSON *body, ch
 		return -1;
 	if (!(*names)[0])
 		return err_set_http(err, 400, EINVAL, "Must specify at least one user to create");
-	if (*admin && scopes_check_admin_change(req->who->admin, false, true, err) < 0)
+	if (*admin && scopes_check_admin_change(hub__acts_as_admin(req), false, true, err) < 0)
 		return -1;
 	for (i = 0; (*names)[i]; i++) { /* validate all before creating any */
 		if (users_normalize_name((*names)[i], &norm, err) < 0)
@@ -286,7 +286,7 @@ void hub__api_user_create(struct gw *gw, struct gw_conn *c, const struct gw_requ
 	if ((body && json_get_bool(body, "admin", false, &admin, &err) < 0) ||
 	    users_normalize_name(m->arg[0], &name, &err) < 0 ||
 	    !hub__allow(gw, c, req, "admin:users", name, NULL, false) ||
-	    (admin && scopes_check_admin_change(req->who->admin, false, true, &err) < 0))
+	    (admin && scopes_check_admin_change(hub__acts_as_admin(req), false, true, &err) < 0))
 		goto out;
 	r = create_one(gw, req->who->user, name, admin, &err);
 	if (r == 0)
@@ -320,7 +320,7 @@ static int patch_apply(struct gw *gw, const struct gw_request *req,
 	if (json_get_bool(body, "admin", false, &admin, err) < 0)
 		return -1;
 	/* JH-10: only admins modify admins or grant admin */
-	if (scopes_check_admin_change(req->who->admin, u->admin, admin != u->admin, err) < 0)
+	if (scopes_check_admin_change(hub__acts_as_admin(req), u->admin, admin != u->admin, err) < 0)
 		return -1;
 	if (admin != u->admin && users_set_admin(gw->db, u->id, admin, err) < 0)
 		return -1;
@@ -398,7 +398,7 @@ void hub__api_user_delete(struct gw *gw, struct gw_conn *c, const struct gw_requ
 		err_set_http(&err, 404, ENOENT, "no such user '%s'", m->arg[0]);
 	else if (r > 0 && strcmp(u->name, req->who->user) == 0)
 		err_set_http(&err, 400, EINVAL, "Cannot delete yourself!");
-	else if (r > 0 && scopes_check_admin_change(req->who->admin, u->admin, false, &err) == 0 &&
+	else if (r > 0 && scopes_check_admin_change(hub__acts_as_admin(req), u->admin, false, &err) == 0 &&
 		 drop_servers(gw, u->name, &err) == 0 && users_delete(gw->db, u->id, &err) >= 0) {
 		db_audit(gw->db, req->who->user, "user.delete", u->name, NULL);
 		hub__send_empty(c, 204);

@@ -353,12 +353,28 @@ static bool auth_cookie_try(void *vctx, const char *v, size_t vlen)
 	return r > 0;
 }
 
+static bool auth_cookie_count(void *vctx, const char *v, size_t vlen)
+{
+	(*(size_t *)vctx)++;
+	return false;
+}
+
 static int auth_by_cookie(struct db *db, const struct gw_cfg *cfg, const struct http_req *req,
 			  struct auth_ident **out, struct err **err)
 {
 	struct auth_cookie_ctx c = { .db = db, .cfg = cfg, .now = time_now_ms() };
+	size_t n = 0;
 	int r;
 
+	/*
+	 * Cookie tossing (JH-15): a sibling host can plant its own valid
+	 * session cookie for the parent domain, listed before ours. Which of
+	 * two valid sessions is the victim's cannot be told, so a request
+	 * carrying more than one session cookie is not authenticated at all.
+	 */
+	auth_req_cookies(req, auth_cookie_name(cfg), auth_cookie_count, &n);
+	if (n > 1)
+		return 0;
 	if (!auth_req_cookies(req, auth_cookie_name(cfg), auth_cookie_try, &c)) {
 		if (!c.err)
 			return 0;

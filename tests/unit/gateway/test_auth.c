@@ -256,14 +256,22 @@ static void test_cookie_tossing(void **state)
 	char h[512];
 	const char *forged = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
-	snprintf(h, sizeof(h), "Cookie: nbgate-session=%s; nbgate-session=%s\r\n", forged,
-		 fx->sid);
+	/* one valid cookie authenticates */
+	snprintf(h, sizeof(h), "Cookie: nbgate-session=%s\r\n", fx->sid);
 	assert_int_equal(identify(fx, "10.0.0.1", h, &id, NULL), 1);
 	assert_string_equal(id->user, "alice");
 	assert_int_equal(id->via, AUTH_VIA_SESSION);
 	assert_int_equal(strncmp(id->handle, "s:", 2), 0);
 	assert_true(id->expires_at > 0);
 	auth_ident_free(id);
+	/* two session cookies (one tossed from a sibling host): ambiguous, so
+	 * neither authenticates, whichever is listed first (JH-15) */
+	snprintf(h, sizeof(h), "Cookie: nbgate-session=%s; nbgate-session=%s\r\n", forged,
+		 fx->sid);
+	assert_int_equal(identify(fx, "10.0.0.1", h, &id, NULL), 0);
+	snprintf(h, sizeof(h), "Cookie: nbgate-session=%s\r\nCookie: nbgate-session=%s\r\n",
+		 fx->sid, fx->sid);
+	assert_int_equal(identify(fx, "10.0.0.1", h, &id, NULL), 0);
 	snprintf(h, sizeof(h), "Cookie: nbgate-session=%s\r\nCookie: a=%s\r\n", forged, fx->sid);
 	assert_int_equal(identify(fx, "10.0.0.1", h, &id, NULL), 0);
 	/* TLS cookie mode: only the __Host- name counts */
