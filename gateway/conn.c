@@ -130,16 +130,6 @@ static void conn_timer_cb(lws_sorted_usec_list_t *sul)
 
 /* ---- lifetime ---- */
 
-static size_t conn_count_ip(const struct gw_core *core, const char *ip)
-{
-	size_t n = 0;
-
-	/* NEEDSWORK: a hash of per-address counts once max_conns is large */
-	for (const struct gw_conn *c = core->conns; c; c = c->next)
-		n += strcmp(c->ip, ip) == 0;
-	return n;
-}
-
 static void conn_reject(struct gw_conn *c, int status, const char *msg)
 {
 	char b[256];
@@ -171,8 +161,9 @@ struct gw_conn *gw__conn_new(struct gw_core *core, struct lws *wsi)
 	if (cfg->max_conns > 0 && core->nconns >= (size_t)cfg->max_conns)
 		conn_reject(c, 503, "too many connections");
 	else if (cfg->max_conns_per_ip > 0 &&
-		 conn_count_ip(core, c->ip) >= (size_t)cfg->max_conns_per_ip)
+		 gw__ip_count(core, c->ip) >= (size_t)cfg->max_conns_per_ip)
 		conn_reject(c, 429, "too many connections from your address");
+	gw__ip_add(core, c->ip);
 	c->next = core->conns;
 	if (core->conns)
 		core->conns->prev = c;
@@ -226,6 +217,7 @@ void gw__conn_closed(struct gw_conn *c)
 		c->next->prev = c->prev;
 	c->next = c->prev = NULL;
 	core->nconns--;
+	gw__ip_del(core, c->ip);
 	c->wsi = NULL;
 	gw_conn_unref(c);
 }

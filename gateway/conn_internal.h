@@ -2,6 +2,12 @@
  * conn_internal: state shared by the connection core (server.c, conn.c,
  * proxy.c). Not for handlers: they see struct gw_conn as opaque (gw.h).
  *
+ * Files: server.c (context, listeners, dispatch), conn.c (client state
+ * machine, responses), conn_auth.c (credentials of open connections:
+ * revocation and expiry), conn_limits.c (per-address connection counts),
+ * proxy.c (upstream sockets, HTTP exchanges), proxy_ws.c (WebSocket
+ * tunnels).
+ *
  * One struct gw_core per daemon hangs off the lws context user pointer.
  * Every client socket has one struct gw_conn (reference-counted: async hub
  * handlers keep it past the socket's end), and while a request is proxied
@@ -42,6 +48,7 @@
 
 struct auth_ident;
 struct gw_up;
+struct gw_ip_table;
 
 enum gw_conn_state {
 	GW_CS_HEAD,      /* reading a request head (or idle keep-alive) */
@@ -60,7 +67,11 @@ struct gw_core {
 	struct lws_vhost *redirect_vh; /* plain-HTTP redirect listener or NULL */
 	struct gw_conn *conns;         /* live client connections */
 	size_t nconns;
+	struct gw_ip_table *ips;       /* connections per client address (PRX-18) */
 	struct gw_up *idle;            /* upstream keep-alive pool */
+	lws_sorted_usec_list_t cred_sul; /* credential expiry sweep (conn_auth.c) */
+	bool cred_sul_armed;
+	int64_t cred_next;             /* wall ms the sweep is scheduled for */
 	FILE *access;                  /* access log (may be stderr) */
 	bool access_owned;
 	struct http_limits lim;        /* requests */
@@ -75,11 +86,64 @@ struct gw_core {
 	unsigned char wbuf[LWS_PRE + GW_WRITE_CHUNK];
 };
 
+/* client -> upstream WebSocket frames (PRX-25) */
 struct gw_ws_rx {
 	uint64_t frame_left;      /* payload bytes of the current frame still to pass */
 	uint64_t msg_len;         /* data bytes of the current message so far */
 	int64_t ping_window_ms;
 	unsigned pings;
+};
+
+/* upstream -> client WebSocket frames: followed so that the gateway knows
+ * frame boundaries (its own close frame may only go between frames) and
+ * sees the server's close frame. */
+struct gw_ws_tx {
+	uint8_t hdr[14];          /* a frame header split across reads */
+	size_t hdr_len;
+	uint64_t frame_left;      /* payload bytes of the current frame still to pass */
+	bool close_seen;          /* the server sent a close frame: nothing may follow */
+};
+
+/* The credential a connection last authenticated with (conn_auth.c). */
+struct gw_cred {
+	char handle[40];          /* "s:<id>"/"t:<id>"; "" = none */
+	int64_t user_id;
+	int64_t expires_at;       /* wall ms of the absolute limit, 0 = none */
+	int64_t check_at;         /* wall ms of the next database re-check, 0 = none */
+};
+
+enum up_state { UP_CONNECTING, UP_ACTIVE, UP_IDLE, UP_DEAD };
+enum up_body { UP_BODY_NONE, UP_BODY_CL, UP_BODY_CHUNKED, UP_BODY_CLOSE };
+
+/*
+ * One upstream socket. Lifetime: created by up_connect (proxy.c), freed
+ * only when lws reports the socket closed (RAW_CLOSE -> up_closed) or when
+ * adopting it fails; up_close() never frees, it unlinks and asks lws to
+ * close. up->c and c->up point at each other or are both NULL.
+ */
+struct gw_up {
+	struct gw_core *core;
+	struct lws *wsi;
+	struct gw_conn *c;          /* client being served; NULL when idle/orphaned */
+	struct gw_up *next_idle;
+	char *upstream;
+	enum up_state st;
+	struct buf out;             /* bytes for the upstream */
+	struct buf in;              /* response head being accumulated */
+	bool head_done;
+	bool reusable;
+	bool resp_keep_alive;
+	bool rx_paused;
+	bool tunnel;
+	bool got_bytes;
+	bool from_pool;             /* taken from the keep-alive pool for this exchange */
+	char *replay;               /* pooled exchange: the request head, for one retry */
+	size_t replay_len;
+	char *ws_key;               /* client's Sec-WebSocket-Key (upgrade requests) */
+	enum up_body body;
+	uint64_t left;
+	struct http_chunked ch;
+	lws_sorted_usec_list_t sul; /* connect timeout, idle timeout */
 };
 
 struct gw_conn {
@@ -109,10 +173,12 @@ struct gw_conn {
 	char *log_user;
 	size_t hub_need;                /* bytes of head + body for a hub request */
 	uint64_t body_left;             /* proxied request body still to forward */
-	char auth_handle[40];           /* "s:<id>"/"t:<id>" the connection used */
+	bool body_sent;                 /* some body byte went upstream (no retry) */
+	struct gw_cred cred;            /* last credential used on this connection */
 	char *user, *server;            /* route key of a proxied request */
 	struct gw_up *up;
-	struct gw_ws_rx ws;
+	struct gw_ws_rx ws;             /* tunnel: client -> upstream frames */
+	struct gw_ws_tx wstx;           /* tunnel: upstream -> client frames */
 	/* timers */
 	lws_sorted_usec_list_t sul;
 	int64_t deadline;               /* mono ms of the state's deadline, 0 none */
@@ -148,6 +214,21 @@ void gw__conn_body_timer(struct gw_conn *c, uint64_t already);
 bool gw__conn_closing(struct gw_conn *c);
 bool gw__is_api_path(const char *path);
 
+/* ---- conn_auth.c ---- */
+/* Records who authenticated on c (handle, user, expiry) and arms the
+ * expiry sweep. who may be NULL (no change). */
+void gw__conn_set_cred(struct gw_conn *c, const struct auth_ident *who);
+/* Stops the expiry sweep (shutdown). */
+void gw__cred_sweep_stop(struct gw_core *core);
+
+/* ---- conn_limits.c ---- */
+/* Counts of open connections per client address (PRX-18), O(1) per
+ * accept. The table is created on first use and freed by gw__ip_free. */
+size_t gw__ip_count(struct gw_core *core, const char *ip);
+void gw__ip_add(struct gw_core *core, const char *ip);
+void gw__ip_del(struct gw_core *core, const char *ip);
+void gw__ip_free(struct gw_core *core);
+
 /* ---- server.c ---- */
 /* Dispatches a parsed request head (state GW_CS_HEAD, req complete). */
 void gw__dispatch(struct gw_conn *c, struct http_req *req);
@@ -175,5 +256,23 @@ int gw__proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 		       void *in, size_t len);
 /* Closes every idle pooled upstream socket (shutdown). */
 void gw__proxy_pool_flush(struct gw_core *core);
+/* Queues bytes of the upstream's answer for the client (metrics counted). */
+void gw__proxy_forward(struct gw_up *up, const char *p, size_t n);
+
+/* ---- proxy_ws.c ---- */
+/* Client -> upstream tunnel bytes: checks every frame header (masking,
+ * message cap, ping rate: PRX-25) and moves frames to up->out. */
+void gw__ws_pump(struct gw_conn *c, struct gw_up *up);
+/* Upstream -> client tunnel bytes: follows frame headers, forwards. */
+void gw__ws_from_upstream(struct gw_up *up, const char *p, size_t n);
+/* 101 from the upstream: checks Sec-WebSocket-Accept (PRX-24), answers the
+ * client and enters tunnel mode. -1 for a bad handshake (nothing sent). */
+int gw__ws_start_tunnel(struct gw_up *up, const struct http_resp *resp);
+/* Ends a tunnel from the gateway's side: a close frame with code/reason
+ * when the client stream is between frames, then closes. */
+void gw__ws_fail(struct gw_conn *c, uint16_t code, const char *reason);
+/* Shared with proxy.c: response headers minus hop-by-hop, cookies checked. */
+void gw__proxy_response_headers(struct buf *b, const struct gw_conn *c,
+				const struct http_resp *resp, bool upgrade);
 
 #endif

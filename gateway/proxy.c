@@ -22,7 +22,12 @@
  * Upstream sockets are created here (non-blocking connect, SOCK_CLOEXEC) and
  * adopted into lws as raw sockets of protocol "nbgate-up". A socket whose
  * exchange completed cleanly waits in the keep-alive pool for the same
- * upstream; any doubt (early response, extra bytes, errors) closes it.
+ * upstream; any doubt (early response, extra bytes, errors) closes it. A
+ * pooled socket that turns out closed before any response byte is replaced
+ * once by a fresh connection when no body byte was sent yet (the upstream
+ * may close an idle keep-alive socket just as we reuse it).
+ *
+ * WebSocket tunnels are in proxy_ws.c.
  */
 #define LOG_PREFIX "gateway/proxy: "
 
@@ -43,31 +48,6 @@
 #include "gateway/conn_internal.h"
 #include "gateway/metrics.h"
 #include "gateway/route.h"
-
-enum up_state { UP_CONNECTING, UP_ACTIVE, UP_IDLE, UP_DEAD };
-enum up_body { UP_BODY_NONE, UP_BODY_CL, UP_BODY_CHUNKED, UP_BODY_CLOSE };
-
-struct gw_up {
-	struct gw_core *core;
-	struct lws *wsi;
-	struct gw_conn *c;          /* client being served; NULL when idle/orphaned */
-	struct gw_up *next_idle;
-	char *upstream;
-	enum up_state st;
-	struct buf out;             /* bytes for the upstream */
-	struct buf in;              /* response head being accumulated */
-	bool head_done;
-	bool reusable;
-	bool resp_keep_alive;
-	bool rx_paused;
-	bool tunnel;
-	bool got_bytes;
-	char *ws_key;               /* client's Sec-WebSocket-Key (upgrade requests) */
-	enum up_body body;
-	uint64_t left;
-	struct http_chunked ch;
-	lws_sorted_usec_list_t sul; /* connect timeout, idle timeout */
-};
 
 static const char *const hop_by_hop[] = {
 	"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding",
@@ -102,7 +82,7 @@ static bool named_in_connection(const struct http_header *hdr, size_t nhdr, cons
 	for (size_t i = 0; i < nhdr; i++) {
 		const char *v = hdr[i].value, *end = v + hdr[i].value_len;
 
-		if (hdr[i].name_len != 10 || strncasecmp(hdr[i].name, "Connection", 10))
+		if (hdr[i].name_len != 10 || strncasecmp(hdr[i].name, "Connection", 10) != 0)
 			continue;
 		while (v < end) {
 			const char *comma = memchr(v, ',', (size_t)(end - v));
@@ -210,6 +190,7 @@ static void up_set_timer(struct gw_up *up, int64_t ms)
 	lws_sul_schedule(lws_get_context(up->wsi), 0, &up->sul, up_timer_cb, (lws_usec_t)ms * 1000);
 }
 
+/* Only from up_closed (lws reported the close) and a failed adoption. */
 static void up_free(struct gw_up *up)
 {
 	lws_sul_cancel(&up->sul);
@@ -217,6 +198,7 @@ static void up_free(struct gw_up *up)
 	buf_release(&up->in);
 	free(up->upstream);
 	free(up->ws_key);
+	free(up->replay);
 	free(up);
 }
 
@@ -231,7 +213,11 @@ static void pool_unlink(struct gw_up *up)
 	up->next_idle = NULL;
 }
 
-/* Closes the upstream socket; up is freed when lws reports the close. */
+/*
+ * Closes the upstream socket: unlinks it from the pool and from its client
+ * and asks lws to close it. Never frees: up stays valid until lws reports
+ * the close (up_closed), so callers holding up may still read it.
+ */
 static void up_close(struct gw_up *up)
 {
 	if (up->st == UP_IDLE)
@@ -244,10 +230,9 @@ static void up_close(struct gw_up *up)
 	}
 	up->st = UP_DEAD;
 	lws_sul_cancel(&up->sul);
+	/* wsi is NULL only inside up_closed, which frees up itself */
 	if (up->wsi)
 		lws_set_timeout(up->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-	else
-		up_free(up);
 }
 
 static void up_update_rx(struct gw_up *up)
@@ -349,6 +334,7 @@ static struct gw_up *pool_take(struct gw_core *core, const char *upstream)
 			pool_unlink(up);
 			lws_sul_cancel(&up->sul);
 			up->st = UP_ACTIVE;
+			up->from_pool = true;
 			return up;
 		}
 	}
@@ -366,8 +352,15 @@ static void pool_put(struct gw_up *up)
 
 void gw__proxy_pool_flush(struct gw_core *core)
 {
-	while (core && core->idle)
-		up_close(core->idle);
+	struct gw_up *up;
+
+	while (core && core->idle) {
+		up = core->idle;
+		core->idle = up->next_idle; /* unlinked here, closed below */
+		up->next_idle = NULL;
+		up->st = UP_DEAD;
+		up_close(up);
+	}
 }
 
 static void up_reset_exchange(struct gw_up *up)
@@ -380,6 +373,9 @@ static void up_reset_exchange(struct gw_up *up)
 	up->left = 0;
 	free(up->ws_key);
 	up->ws_key = NULL;
+	free(up->replay);
+	up->replay = NULL;
+	up->replay_len = 0;
 }
 
 static void touch(struct gw_conn *c)
@@ -409,8 +405,14 @@ void gw__proxy_start(struct gw_conn *c, const struct http_req *req, const struct
 	c->server = xstrdup(server);
 	c->st = GW_CS_PROXY;
 	build_request(&up->out, c, req, who);
+	if (up->from_pool) {
+		up->replay = xmalloc(up->out.len);
+		memcpy(up->replay, up->out.data, up->out.len);
+		up->replay_len = up->out.len;
+	}
 	buf_consume(&c->in, req->head_len);
 	c->body_left = req->content_length > 0 ? (uint64_t)req->content_length : 0;
+	c->body_sent = false;
 	if (c->body_left > c->in.len) {
 		if (req->expect_continue)
 			gw__conn_queue(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
@@ -423,83 +425,6 @@ void gw__proxy_start(struct gw_conn *c, const struct http_req *req, const struct
 }
 
 /* ---- client -> upstream ---- */
-
-static void ws_fail(struct gw_conn *c, uint16_t code, const char *reason)
-{
-	uint8_t frame[128];
-	size_t n = ws_build_close(frame, code, reason);
-
-	log_debug("'%s': closing WebSocket with %u: %s", c->ip, code, reason);
-	gw__proxy_detach(c);
-	c->close_after = true;
-	gw__conn_queue(c, frame, n);
-}
-
-/* Checks one client frame header (R-3.8, PRX-25); false after ws_fail. */
-static bool ws_check_frame(struct gw_conn *c, const struct ws_frame_hdr *h)
-{
-	uint64_t max = c->core->gw->cfg->ws_message_max;
-	int64_t now;
-
-	if (!h->masked) {
-		ws_fail(c, 1002, "client frames must be masked");
-		return false;
-	}
-	if (h->opcode < 8) {
-		if (h->opcode != WS_CONT)
-			c->ws.msg_len = 0;
-		c->ws.msg_len += h->payload_len;
-		if (h->payload_len > max || c->ws.msg_len > max) {
-			ws_fail(c, 1009, "message too big");
-			return false;
-		}
-	} else if (h->opcode == WS_PING) {
-		now = time_mono_ms();
-		if (now - c->ws.ping_window_ms >= 1000) {
-			c->ws.ping_window_ms = now;
-			c->ws.pings = 0;
-		}
-		if (++c->ws.pings > GW_WS_PINGS_PER_S) {
-			ws_fail(c, 1008, "too many pings");
-			return false;
-		}
-	}
-	return true;
-}
-
-static void tunnel_pump(struct gw_conn *c, struct gw_up *up)
-{
-	struct ws_frame_hdr h;
-	size_t n;
-	int r;
-
-	while (c->in.len && up->out.len < GW_PENDING_MAX) {
-		if (c->ws.frame_left == 0) {
-			r = ws_parse_frame_hdr((const uint8_t *)c->in.data, c->in.len, &h);
-			if (r == 0)
-				break;
-			if (r < 0) {
-				ws_fail(c, 1002, "protocol error");
-				return;
-			}
-			if (!ws_check_frame(c, &h))
-				return;
-			buf_append(&up->out, c->in.data, h.hdr_len);
-			buf_consume(&c->in, h.hdr_len);
-			c->ws.frame_left = h.payload_len;
-			continue;
-		}
-		n = c->in.len;
-		if (n > c->ws.frame_left)
-			n = (size_t)c->ws.frame_left;
-		if (n > GW_PENDING_MAX - up->out.len)
-			n = GW_PENDING_MAX - up->out.len;
-		buf_append(&up->out, c->in.data, n);
-		buf_consume(&c->in, n);
-		c->ws.frame_left -= n;
-		gw_metrics_proxy_bytes(c->core->gw->metrics, n, 0);
-	}
-}
 
 static void body_pump(struct gw_conn *c, struct gw_up *up)
 {
@@ -516,6 +441,7 @@ static void body_pump(struct gw_conn *c, struct gw_up *up)
 	buf_append(&up->out, c->in.data, n);
 	buf_consume(&c->in, n);
 	c->body_left -= n;
+	c->body_sent = true;
 	gw_metrics_proxy_bytes(c->core->gw->metrics, n, 0);
 }
 
@@ -528,10 +454,11 @@ void gw__proxy_pump(struct gw_conn *c)
 		return;
 	before = up->out.len;
 	if (c->st == GW_CS_TUNNEL)
-		tunnel_pump(c, up);
+		gw__ws_pump(c, up);
 	else if (c->body_left)
 		body_pump(c, up);
-	if (c->up && up->out.len != before) {
+	/* a failed frame check detaches up (still allocated: up_close never frees) */
+	if (c->up == up && up->out.len != before) {
 		touch(c);
 		if (up->st == UP_ACTIVE)
 			lws_callback_on_writable(up->wsi);
@@ -552,27 +479,43 @@ void gw__proxy_detach(struct gw_conn *c)
 
 /* ---- upstream -> client ---- */
 
+static bool is_ows(char ch)
+{
+	return ch == ' ' || ch == '\t';
+}
+
+/* Trims OWS around [*s, *e). */
+static void trim_ows(const char **s, const char **e)
+{
+	while (*s < *e && is_ows(**s))
+		(*s)++;
+	while (*e > *s && is_ows((*e)[-1]))
+		(*e)--;
+}
+
+/* Is the cookie path p[0..n) the user's prefix "/user/<name>" or below it
+ * (whole segment)? */
+static bool cookie_path_ok(const struct gw_conn *c, const char *p, size_t n)
+{
+	size_t pl = strlen(c->user);
+
+	return n >= 6 + pl && memcmp(p, "/user/", 6) == 0 && memcmp(p + 6, c->user, pl) == 0 &&
+	       (n == 6 + pl || p[6 + pl] == '/');
+}
+
 /* Drops Set-Cookie with a Domain attribute or a Path outside the user's
  * prefix (PRX-21, JH-3): user content must not set cookies for the hub. */
 static bool cookie_attr_ok(const struct gw_conn *c, const char *a, size_t n)
 {
-	size_t pl;
+	const char *e = a + n;
 
-	while (n && (*a == ' ' || *a == '\t'))
-		a++, n--;
-	while (n && (a[n - 1] == ' ' || a[n - 1] == '\t'))
-		n--;
-	if (n >= 6 && strncasecmp(a, "domain", 6) == 0 &&
-	    (n == 6 || a[6] == '=' || a[6] == ' '))
+	trim_ows(&a, &e);
+	n = (size_t)(e - a);
+	if (n >= 6 && strncasecmp(a, "domain", 6) == 0 && (n == 6 || a[6] == '=' || is_ows(a[6])))
 		return false;
 	if (n < 5 || strncasecmp(a, "path=", 5) != 0)
 		return true;
-	a += 5;
-	n -= 5;
-	pl = strlen(c->user);
-	/* "/user/<name>" exactly or below it, whole segment */
-	return n >= 6 + pl && memcmp(a, "/user/", 6) == 0 && memcmp(a + 6, c->user, pl) == 0 &&
-	       (n == 6 + pl || a[6 + pl] == '/');
+	return cookie_path_ok(c, a + 5, n - 5);
 }
 
 static bool cookie_allowed(const struct gw_conn *c, const char *v, size_t len)
@@ -590,8 +533,48 @@ static bool cookie_allowed(const struct gw_conn *c, const char *v, size_t len)
 	return true;
 }
 
-static void append_response_headers(struct buf *b, const struct gw_conn *c,
-				    const struct http_resp *resp, bool upgrade)
+static bool is_frame_ancestors(const char *d, size_t n)
+{
+	return n >= 15 && strncasecmp(d, "frame-ancestors", 15) == 0 && (n == 15 || is_ows(d[15]));
+}
+
+/*
+ * JH-14: user content may not be framed. In path mode every user's content
+ * shares the hub's origin, so the server's own frame-ancestors (Jupyter
+ * sends 'self') would let another user's page frame this one: it is
+ * replaced by 'none'. In subdomain mode the server's directive is kept and
+ * 'none' added only when it has none.
+ */
+static void append_csp(struct buf *b, const struct gw_conn *c, const struct http_header *h)
+{
+	bool path_mode = c->core->gw->cfg->url_mode != GW_URL_SUBDOMAIN;
+	const char *v = h->value, *end = v + h->value_len;
+	bool any = false, has_fa = false;
+
+	buf_appends(b, "Content-Security-Policy: ");
+	while (v < end) {
+		const char *semi = memchr(v, ';', (size_t)(end - v));
+		const char *de = semi ? semi : end, *ds = v;
+		bool fa;
+
+		trim_ows(&ds, &de);
+		fa = is_frame_ancestors(ds, (size_t)(de - ds));
+		has_fa = has_fa || fa;
+		if (de > ds && !(fa && path_mode)) {
+			if (any)
+				buf_appends(b, "; ");
+			buf_append(b, ds, (size_t)(de - ds));
+			any = true;
+		}
+		v = semi ? semi + 1 : end;
+	}
+	if (path_mode || !has_fa)
+		buf_appendf(b, "%sframe-ancestors 'none'", any ? "; " : "");
+	buf_appends(b, "\r\n");
+}
+
+void gw__proxy_response_headers(struct buf *b, const struct gw_conn *c,
+				const struct http_resp *resp, bool upgrade)
 {
 	for (size_t i = 0; i < resp->nhdr; i++) {
 		const struct http_header *h = &resp->hdr[i];
@@ -604,6 +587,10 @@ static void append_response_headers(struct buf *b, const struct gw_conn *c,
 		if (h->name_len == 10 && strncasecmp(h->name, "Set-Cookie", 10) == 0 &&
 		    !cookie_allowed(c, h->value, h->value_len)) {
 			log_debug("dropped a Set-Cookie from '%s' (domain or path)", c->user);
+			continue;
+		}
+		if (h->name_len == 23 && strncasecmp(h->name, "Content-Security-Policy", 23) == 0) {
+			append_csp(b, c, h);
 			continue;
 		}
 		buf_append(b, h->name, h->name_len);
@@ -644,7 +631,7 @@ static void send_response_head(struct gw_up *up, const struct http_resp *resp)
 		c->close_after = true; /* NEEDSWORK: dechunk for HTTP/1.0 clients */
 	buf_init(&b, 4 * c->core->resp_lim.header_bytes + 1024);
 	buf_appendf(&b, "HTTP/1.1 %d %s\r\n", resp->status, http_reason(resp->status));
-	append_response_headers(&b, c, resp, false);
+	gw__proxy_response_headers(&b, c, resp, false);
 	if (up->body == UP_BODY_CHUNKED)
 		buf_appends(&b, "Transfer-Encoding: chunked\r\n");
 	else if (up->body == UP_BODY_CL || (c->is_head && resp->content_length >= 0))
@@ -653,41 +640,6 @@ static void send_response_head(struct gw_up *up, const struct http_resp *resp)
 	c->status = resp->status;
 	gw__conn_queue(c, b.data, b.len);
 	buf_release(&b);
-}
-
-static bool accept_ok(const struct gw_up *up, const struct http_resp *resp)
-{
-	const struct http_header *a = http_resp_header(resp, "Sec-WebSocket-Accept", NULL);
-	const struct http_header *u = http_resp_header(resp, "Upgrade", NULL);
-	char want[29];
-
-	if (!up->ws_key || !a || !u || u->value_len != 9 || strncasecmp(u->value, "websocket", 9))
-		return false;
-	ws_accept_for_key(up->ws_key, strlen(up->ws_key), want);
-	return a->value_len == 28 && memcmp(a->value, want, 28) == 0;
-}
-
-/* 101 from the upstream: enter tunnel mode only with the right accept (PRX-24). */
-static int start_tunnel(struct gw_up *up, const struct http_resp *resp)
-{
-	struct gw_conn *c = up->c;
-	struct buf b;
-
-	if (!accept_ok(up, resp))
-		return -1;
-	buf_init(&b, 4 * c->core->resp_lim.header_bytes + 1024);
-	buf_appends(&b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n");
-	append_response_headers(&b, c, resp, true);
-	buf_appends(&b, "Connection: Upgrade\r\n\r\n");
-	c->status = 101;
-	gw__conn_queue(c, b.data, b.len);
-	buf_release(&b);
-	up->tunnel = true;
-	up->reusable = false;
-	c->st = GW_CS_TUNNEL;
-	memset(&c->ws, 0, sizeof(c->ws));
-	gw_metrics_ws_open(c->core->gw->metrics);
-	return 0;
 }
 
 /* Response complete: the client continues, the upstream socket is pooled
@@ -708,7 +660,7 @@ static void exchange_done(struct gw_up *up)
 	gw__conn_response_done(c, close);
 }
 
-static void forward(struct gw_up *up, const char *p, size_t n)
+void gw__proxy_forward(struct gw_up *up, const char *p, size_t n)
 {
 	if (!n)
 		return;
@@ -728,7 +680,7 @@ static void feed_body(struct gw_up *up, const char *p, size_t n)
 		break;
 	case UP_BODY_CL:
 		k = (long)(n < up->left ? n : up->left);
-		forward(up, p, (size_t)k);
+		gw__proxy_forward(up, p, (size_t)k);
 		up->left -= (uint64_t)k;
 		n -= (size_t)k;
 		done = up->left == 0;
@@ -740,11 +692,11 @@ static void feed_body(struct gw_up *up, const char *p, size_t n)
 			gw__conn_kill(up->c); /* its head is gone already: cut it */
 			return;
 		}
-		forward(up, p, (size_t)k);
+		gw__proxy_forward(up, p, (size_t)k);
 		n -= (size_t)k;
 		break;
 	case UP_BODY_CLOSE:
-		forward(up, p, n);
+		gw__proxy_forward(up, p, n);
 		n = 0;
 		break;
 	}
@@ -778,14 +730,15 @@ static int on_head(struct gw_up *up, const struct http_resp *resp)
 	up->resp_keep_alive = resp->keep_alive;
 	if (up->ws_key || resp->status == 101) {
 		if (resp->status == 101) {
-			if (start_tunnel(up, resp) < 0) {
+			if (gw__ws_start_tunnel(up, resp) < 0) {
 				bad_gateway(up, "bad WebSocket handshake");
 				return -1;
 			}
 			if (rest)
-				forward(up, up->in.data + resp->head_len, rest);
+				gw__ws_from_upstream(up, up->in.data + resp->head_len, rest);
 			buf_reset(&up->in);
-			gw__conn_process(c); /* frames the client sent early */
+			if (c->up == up)
+				gw__conn_process(c); /* frames the client sent early */
 			return 1;
 		}
 		c->close_after = true; /* refused upgrade: relay, do not tunnel */
@@ -826,10 +779,14 @@ static int up_rx(struct gw_up *up, const char *p, size_t n)
 
 	if (!c)
 		return -1; /* idle sockets must stay silent */
-	up->got_bytes = true;
+	if (!up->got_bytes) {
+		up->got_bytes = true;
+		free(up->replay); /* the upstream answered: no retry any more */
+		up->replay = NULL;
+	}
 	touch(c);
 	if (up->tunnel) {
-		forward(up, p, n);
+		gw__ws_from_upstream(up, p, n);
 	} else if (!up->head_done) {
 		if (buf_append(&up->in, p, n) < 0) {
 			bad_gateway(up, "response head too large");
@@ -885,32 +842,69 @@ static int up_writeable(struct gw_up *up)
 	return 0;
 }
 
-/* lws reports the socket gone: finish or fail the client's exchange. */
-static void up_closed(struct gw_up *up)
+/*
+ * A pooled socket closed before any response byte: the upstream closed an
+ * idle keep-alive connection as we reused it. Moves the exchange to a
+ * fresh connection once, when the request can be sent again as it was
+ * (its head is kept in up->replay; no body byte went out yet).
+ */
+static bool up_retry(struct gw_up *up)
 {
 	struct gw_conn *c = up->c;
+	struct gw_up *fresh;
+	struct err *err = NULL;
 
+	if (!up->replay || up->got_bytes || up->head_done || c->body_sent ||
+	    up->core->gw->stopping)
+		return false;
+	fresh = up_connect(up->core, up->upstream, &err);
+	if (!fresh) {
+		log_warn("retry of '%s' failed: %s", up->upstream, err->msg);
+		err_free(&err);
+		return false;
+	}
+	log_debug("pooled connection to '%s' was closed; retrying on a new one", up->upstream);
+	up_reset_exchange(fresh);
+	buf_append(&fresh->out, up->replay, up->replay_len);
+	fresh->ws_key = up->ws_key;
+	up->ws_key = NULL;
+	up->c = NULL;
+	fresh->c = c;
+	c->up = fresh;
+	up_update_rx(fresh);
+	return true;
+}
+
+/* The upstream socket of c's exchange is gone: finish or fail it. */
+static void up_lost(struct gw_up *up, struct gw_conn *c)
+{
+	c->up = NULL;
+	up->c = NULL;
+	if (up->tunnel) {
+		gw_metrics_ws_close(up->core->gw->metrics);
+		c->close_after = true;
+		lws_callback_on_writable(c->wsi);
+	} else if (up->head_done && up->body == UP_BODY_CLOSE) {
+		gw__conn_response_done(c, true);
+	} else if (!up->head_done) {
+		gw__conn_error(c, c->log_path, 502, false,
+			       up->st == UP_CONNECTING ? "server not reachable"
+						       : "server closed the connection",
+			       NULL);
+	} else {
+		gw__conn_kill(c); /* truncated response */
+	}
+}
+
+/* lws reports the socket gone (the only place besides a failed adoption
+ * where an upstream is freed). */
+static void up_closed(struct gw_up *up)
+{
 	up->wsi = NULL;
 	if (up->st == UP_IDLE)
 		pool_unlink(up);
-	if (c) {
-		c->up = NULL;
-		up->c = NULL;
-		if (up->tunnel) {
-			gw_metrics_ws_close(up->core->gw->metrics);
-			c->close_after = true;
-			lws_callback_on_writable(c->wsi);
-		} else if (up->head_done && up->body == UP_BODY_CLOSE) {
-			gw__conn_response_done(c, true);
-		} else if (!up->head_done) {
-			gw__conn_error(c, c->log_path, 502, false,
-				       up->st == UP_CONNECTING ? "server not reachable"
-							       : "server closed the connection",
-				       NULL);
-		} else {
-			gw__conn_kill(c); /* truncated response */
-		}
-	}
+	if (up->c && !up_retry(up))
+		up_lost(up, up->c);
 	up_free(up);
 }
 

@@ -140,7 +140,7 @@ int gw_routes_set(struct gw_routes *rt, const char *user, const char *server,
 	}
 	if (rt->n == rt->cap) {
 		rt->cap = rt->cap ? rt->cap * 2 : 16;
-		rt->v = xrealloc(rt->v, rt->cap * sizeof(*rt->v));
+		rt->v = xrealloc(rt->v, rt->cap * sizeof(struct gw_route *));
 	}
 	r = xcalloc(1, sizeof(*r));
 	r->user = xstrdup(user);
@@ -148,7 +148,7 @@ int gw_routes_set(struct gw_routes *rt, const char *user, const char *server,
 	r->upstream = xstrdup(upstream);
 	r->created_ms = r->last_activity_ms = time_now_ms();
 	i = -i - 1;
-	memmove(rt->v + i + 1, rt->v + i, (rt->n - (size_t)i) * sizeof(*rt->v));
+	memmove(rt->v + i + 1, rt->v + i, (rt->n - (size_t)i) * sizeof(struct gw_route *));
 	rt->v[i] = r;
 	rt->n++;
 	return 0;
@@ -161,7 +161,7 @@ void gw_routes_del(struct gw_routes *rt, const char *user, const char *server)
 	if (i < 0)
 		return;
 	route_free(rt->v[i]);
-	memmove(rt->v + i, rt->v + i + 1, (rt->n - (size_t)i - 1) * sizeof(*rt->v));
+	memmove(rt->v + i, rt->v + i + 1, (rt->n - (size_t)i - 1) * sizeof(struct gw_route *));
 	rt->n--;
 }
 

@@ -150,7 +150,8 @@ static struct lws_vhost *make_vhost(struct gw *gw, const char *name, const char 
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = name;
 	info.port = port;
-	info.iface = (*host && strcmp(host, "0.0.0.0") && strcmp(host, "::")) ? host : NULL;
+	info.iface = (*host && strcmp(host, "0.0.0.0") != 0 && strcmp(host, "::") != 0) ? host
+											: NULL;
 	info.protocols = gw_protocols;
 	info.options = LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
 	info.listen_accept_role = "raw-skt";
@@ -236,8 +237,10 @@ void gw_release(struct gw *gw)
 
 	if (gw->lws) {
 		core = lws_context_user(gw->lws);
+		gw__cred_sweep_stop(core);
 		lws_context_destroy(gw->lws);
 		gw->lws = NULL;
+		gw__ip_free(core); /* after the connections are gone */
 		if (core->access_owned)
 			fclose(core->access);
 		free(core->public_scheme);
@@ -283,27 +286,13 @@ int gw_serve(struct gw *gw, struct err **err)
 	}
 	gw->stopping = true;
 	log_info("stopping on signal %d", (int)gw_stop_signal);
+	gw__cred_sweep_stop(lws_context_user(gw->lws));
 	gw__proxy_pool_flush(lws_context_user(gw->lws));
 	sa.sa_handler = SIG_DFL;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	gw_signal_ctx = NULL;
 	return 0;
-}
-
-void gw_close_sessions_of(struct gw *gw, const char *auth_handle)
-{
-	struct gw_core *core;
-
-	if (!gw->lws || !auth_handle || !*auth_handle)
-		return;
-	core = lws_context_user(gw->lws);
-	for (struct gw_conn *c = core->conns; c; c = c->next) {
-		if (strcmp(c->auth_handle, auth_handle) == 0) {
-			log_debug("closing connection of '%s' (credential revoked)", c->ip);
-			gw__conn_kill(c);
-		}
-	}
 }
 
 /* ---- dispatch: Host (R-3.6) ---- */
@@ -363,7 +352,8 @@ static int host_classify(struct gw_conn *c, struct host_info *h)
 		return 0;
 	hl = strlen(h->host);
 	dl = strlen(cfg->domain);
-	if (hl <= dl + 1 || h->host[hl - dl - 1] != '.' || strcasecmp(h->host + hl - dl, cfg->domain))
+	if (hl <= dl + 1 || h->host[hl - dl - 1] != '.' ||
+	    strcasecmp(h->host + hl - dl, cfg->domain) != 0)
 		return 0;
 	h->host[hl - dl - 1] = '\0';
 	if (strchr(h->host, '.') || users_get(core->gw->db, h->host, &u, NULL) != 1)
@@ -432,7 +422,7 @@ void gw__dispatch_hub(struct gw_conn *c, struct http_req *req)
 		g.host = host;
 		if (who) {
 			c->log_user = xstrdup(who->user);
-			snprintf(c->auth_handle, sizeof(c->auth_handle), "%s", who->handle);
+			gw__conn_set_cred(c, who);
 		}
 		gw_hub_handle(gw, c, &g);
 		auth_ident_free(who);
@@ -526,26 +516,89 @@ static bool scope_ok(struct gw *gw, const struct auth_ident *who, const char *us
 	return ok;
 }
 
+/* The origin a page of user's server has: the hub's in path mode, the
+ * user's own host in subdomain mode. Caller frees. */
+static char *user_origin(const struct gw_core *core, const char *user)
+{
+	if (core->gw->cfg->url_mode == GW_URL_SUBDOMAIN)
+		return xasprintf("%s://%s.%s%s", core->public_scheme, user, core->gw->cfg->domain,
+				 core->public_port_sfx);
+	return xstrdup(core->public_origin);
+}
+
 /* Cookie-authenticated upgrades need the right Origin; any Origin given must
  * be right (CSWSH, PRX-22). */
 static bool ws_origin_ok(struct gw_conn *c, const struct http_req *req,
 			 const struct auth_ident *who, const char *user)
 {
 	const struct http_header *o = http_req_header(req, "Origin", NULL);
-	struct gw_core *core = c->core;
 	char *want;
 	bool ok;
 
 	if (!o)
 		return who->via == AUTH_VIA_TOKEN;
-	if (core->gw->cfg->url_mode == GW_URL_SUBDOMAIN)
-		want = xasprintf("%s://%s.%s%s", core->public_scheme, user, core->gw->cfg->domain,
-				 core->public_port_sfx);
-	else
-		want = xstrdup(core->public_origin);
+	want = user_origin(c->core, user);
 	ok = o->value_len == strlen(want) && strncasecmp(o->value, want, o->value_len) == 0;
 	free(want);
 	return ok;
+}
+
+/* Does the Referer name a page of origin (the origin itself, or below it)? */
+static bool referer_from(const struct http_req *req, const char *origin)
+{
+	const struct http_header *r = http_req_header(req, "Referer", NULL);
+	size_t n = strlen(origin);
+
+	return r && r->value_len >= n && strncasecmp(r->value, origin, n) == 0 &&
+	       (r->value_len == n || r->value[n] == '/');
+}
+
+static bool is_safe_method(enum http_method m)
+{
+	return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS;
+}
+
+/* Is the path /user/<u>/files/... (default server) or
+ * /user/<u>/<server>/files/... (named server)? */
+static bool is_files_path(const struct http_req *req, const char *server)
+{
+	size_t i = *server ? 3 : 2;
+
+	return req->path.nseg > i && strcmp(req->path.seg[i], "files") == 0;
+}
+
+/*
+ * JH-14 (jupyter_server CVE-2023-40170): a cookie-authenticated request
+ * that the browser marks `Sec-Fetch-Site: cross-site` and that does not
+ * come from a page of the hub or of the user's server (Referer) is refused
+ * before the backend sees it when it
+ *  - uses an unsafe method (anything but GET, HEAD, OPTIONS): a form post
+ *    or fetch() from another site riding on the session cookie;
+ *  - GETs /user/<u>[/<server>]/files/...: the endpoint that serves user
+ *    content (HTML, SVG) from the hub's origin in path mode; a link on
+ *    another site must not make the victim's browser render a file an
+ *    attacker put into a shared or the victim's directory.
+ * GET in general is not refused: a top-level navigation from another site
+ * (a notebook link in a chat or a mail) is cross-site too and must keep
+ * working. Token-authenticated requests are exempt: a cross-site page
+ * cannot make a browser attach an Authorization header.
+ */
+static bool cross_site_refused(const struct gw_conn *c, const struct http_req *req,
+			       const struct auth_ident *who, const char *user, const char *server)
+{
+	const struct http_header *site = http_req_header(req, "Sec-Fetch-Site", NULL);
+	char *origin;
+	bool from_us;
+
+	if (who->via != AUTH_VIA_SESSION || !site || site->value_len != 10 ||
+	    strncasecmp(site->value, "cross-site", 10) != 0)
+		return false;
+	if (is_safe_method(req->method) && !is_files_path(req, server))
+		return false;
+	origin = user_origin(c->core, user);
+	from_us = referer_from(req, c->core->public_origin) || referer_from(req, origin);
+	free(origin);
+	return !from_us;
 }
 
 static void not_running(struct gw_conn *c, struct http_req *req, const struct auth_ident *who,
@@ -594,7 +647,7 @@ static void proxy_authorised(struct gw_conn *c, struct http_req *req, struct aut
 	if (req->path.nseg >= 3 && gw_routes_get(gw->routes, user, req->path.seg[2]))
 		server = req->path.seg[2];
 	c->log_user = xstrdup(who->user);
-	snprintf(c->auth_handle, sizeof(c->auth_handle), "%s", who->handle);
+	gw__conn_set_cred(c, who);
 	if (!scope_ok(gw, who, user, server)) {
 		if (wants_html(req))
 			gw__conn_error(c, NULL, 403, false, "you may not access this server", NULL);
@@ -606,6 +659,11 @@ static void proxy_authorised(struct gw_conn *c, struct http_req *req, struct aut
 	}
 	if (req->ws_upgrade && !ws_origin_ok(c, req, who, user)) {
 		gw__conn_error(c, "/hub/api/", 403, false, "cross-origin WebSocket refused", NULL);
+		return;
+	}
+	if (cross_site_refused(c, req, who, user, server)) {
+		gw__conn_error(c, req->path.encoded, 403, false, "cross-site request refused",
+			       NULL);
 		return;
 	}
 	rt = gw_routes_get(gw->routes, user, server);
@@ -683,6 +741,24 @@ static void redirect_to_user_host(struct gw_conn *c, struct http_req *req)
 	free(loc);
 }
 
+/* Subdomain mode, a user's host, anything but /user/...: `/` goes to the
+ * user's server, the login hand-off callback to the hub, the rest 404. */
+static void dispatch_user_host(struct gw_conn *c, struct http_req *req, const char *user)
+{
+	char *loc;
+
+	if (req->path.nseg == 0) {
+		loc = xasprintf("/user/%s/", user);
+		send_redirect(c, loc);
+		free(loc);
+	} else if (req->path.nseg == 2 && seg_is(req, 0, "hub") &&
+		   seg_is(req, 1, "oauth_callback")) {
+		dispatch_hub(c, req); /* gw_hub_handle passes it to gw_hub_user_host */
+	} else {
+		gw__conn_error(c, req->path.encoded, 404, false, "not found", NULL);
+	}
+}
+
 void gw__dispatch(struct gw_conn *c, struct http_req *req)
 {
 	struct host_info h;
@@ -703,14 +779,7 @@ void gw__dispatch(struct gw_conn *c, struct http_req *req)
 		else
 			dispatch_proxy(c, req, h.user);
 	} else if (kind == 2) {
-		if (req->path.nseg == 0) {
-			char *loc = xasprintf("/user/%s/", h.user);
-
-			send_redirect(c, loc);
-			free(loc);
-		} else {
-			gw__conn_error(c, req->path.encoded, 404, false, "not found", NULL);
-		}
+		dispatch_user_host(c, req, h.user);
 	} else if (req->path.nseg == 0) {
 		send_redirect(c, "/hub/");
 	} else if (seg_is(req, 0, "hub")) {
