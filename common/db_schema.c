@@ -76,8 +76,32 @@ static const char migration_1[] =
 	" detail TEXT);"
 	"CREATE INDEX audit_ts ON audit(ts);";
 
+/*
+ * Subdomain-mode login hand-off (JH-3, JH-11): one-time codes that carry a
+ * hub session to a user's host, and per-host sessions that hang off the
+ * hub session they came from (parent_id), so that deleting the hub session
+ * (logout, expiry) deletes them too. host is the user host a session is
+ * valid on (NULL = a hub session). SQLite accepts REFERENCES in ADD COLUMN
+ * because the default is NULL.
+ */
+static const char migration_2[] =
+	"CREATE TABLE auth_codes ("
+	" hash BLOB PRIMARY KEY,"
+	" user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	" kind TEXT NOT NULL,"
+	" parent_session INTEGER REFERENCES sessions(id) ON DELETE CASCADE,"
+	" host TEXT NOT NULL,"
+	" expires_at INTEGER NOT NULL);"
+	"CREATE INDEX auth_codes_user ON auth_codes(user_id);"
+	"CREATE INDEX auth_codes_parent ON auth_codes(parent_session);"
+	"ALTER TABLE sessions ADD COLUMN parent_id INTEGER"
+	" REFERENCES sessions(id) ON DELETE CASCADE;"
+	"ALTER TABLE sessions ADD COLUMN host TEXT;"
+	"CREATE INDEX sessions_parent ON sessions(parent_id);";
+
 const char *const db__migrations[] = {
 	migration_1,
+	migration_2,
 };
 
 const int db__migration_count =

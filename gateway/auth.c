@@ -6,6 +6,7 @@
 
 #include "gateway/auth.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -324,11 +325,76 @@ static int auth_by_token(struct auth *a, struct db *db, const struct http_header
 struct auth_cookie_ctx {
 	struct db *db;
 	const struct gw_cfg *cfg;
+	const char *host;   /* the request's host, lower case, no port */
 	int64_t now;
 	struct users_session s;
 	struct users_user *u;
 	struct err *err;
 };
+
+/* The request's Host, lower-cased, without port, into out ("" if none). */
+static void auth_req_host(const struct http_req *req, char *out, size_t n)
+{
+	size_t len = req->host ? req->host_len : 0, i;
+	const char *colon;
+
+	if (len >= n)
+		len = 0; /* longer than any host we serve: matches nothing */
+	for (i = 0; i < len; i++)
+		out[i] = (char)tolower((unsigned char)req->host[i]);
+	out[len] = '\0';
+	colon = strrchr(out, ':');
+	if (colon && !strchr(colon, ']'))
+		out[colon - out] = '\0';
+}
+
+/* The host of the public URL (lower case, no port) into out. */
+static void auth_public_host(const struct gw_cfg *cfg, char *out, size_t n)
+{
+	const char *pub = cfg->public_url ? cfg->public_url : "";
+	const char *a = strstr(pub, "://");
+	size_t len, i;
+	const char *colon;
+
+	a = a ? a + 3 : pub;
+	len = strcspn(a, "/?#");
+	if (len >= n)
+		len = n - 1;
+	for (i = 0; i < len; i++)
+		out[i] = (char)tolower((unsigned char)a[i]);
+	out[len] = '\0';
+	colon = strrchr(out, ':');
+	if (colon && !strchr(colon, ']'))
+		out[colon - out] = '\0';
+}
+
+bool auth_host_is_user(const struct gw_cfg *cfg, const char *host)
+{
+	char pub[USERS_HOST_MAX + 1];
+	size_t hl = host ? strlen(host) : 0, dl;
+
+	if (cfg->url_mode != GW_URL_SUBDOMAIN || !cfg->domain || !*cfg->domain)
+		return false;
+	dl = strlen(cfg->domain);
+	if (hl <= dl + 1 || host[hl - dl - 1] != '.' ||
+	    strcasecmp(host + hl - dl, cfg->domain) != 0)
+		return false;
+	auth_public_host(cfg, pub, sizeof(pub));
+	return strcasecmp(host, pub) != 0;
+}
+
+/*
+ * Where a session may authenticate (subdomain mode, JH-3, JH-4, JH-15):
+ * a host session only on the one user host it was minted for; a hub
+ * session never on a user host (the browser never sends it there, so one
+ * that arrives was planted, e.g. tossed for the parent domain).
+ */
+static bool auth_session_host_ok(const struct auth_cookie_ctx *c)
+{
+	if (c->s.parent_id)
+		return c->s.host[0] && strcasecmp(c->s.host, c->host) == 0;
+	return !auth_host_is_user(c->cfg, c->host);
+}
 
 /* Tries one session cookie value; true = found a valid session. */
 static bool auth_cookie_try(void *vctx, const char *v, size_t vlen)
@@ -342,7 +408,7 @@ static bool auth_cookie_try(void *vctx, const char *v, size_t vlen)
 	sid = xstrndup(v, vlen);
 	r = users_session_lookup(c->db, sid, c->now, c->cfg->session_idle_timeout,
 				 c->cfg->session_absolute_timeout, &c->s, &c->err);
-	if (r <= 0)
+	if (r <= 0 || !auth_session_host_ok(c))
 		return false;
 	r = users_get_by_id(c->db, c->s.user_id, &c->u, &c->err);
 	if (r > 0 && c->u->locked) {
@@ -363,9 +429,12 @@ static int auth_by_cookie(struct db *db, const struct gw_cfg *cfg, const struct 
 			  struct auth_ident **out, struct err **err)
 {
 	struct auth_cookie_ctx c = { .db = db, .cfg = cfg, .now = time_now_ms() };
+	char host[USERS_HOST_MAX + 1];
 	size_t n = 0;
 	int r;
 
+	auth_req_host(req, host, sizeof(host));
+	c.host = host;
 	/*
 	 * Cookie tossing (JH-15): a sibling host can plant its own valid
 	 * session cookie for the parent domain, listed before ours. Which of

@@ -78,11 +78,18 @@ const struct users_key *auth_key(const struct auth *a);
  *   5xx  database errors.
  * Every session cookie value is tried (cookie tossing, JH-15): a forged
  * one listed first never hides or replaces the valid one. A valid session
- * is touched (last_seen, at most once a second).
+ * is touched (last_seen, at most once a second). Subdomain mode: a host
+ * session (users_session.parent_id != 0) counts only when req's Host
+ * (without port) is the host it was minted for; a hub session never counts
+ * on a user host (auth_host_is_user).
  */
 int auth_identify(struct auth *a, struct db *db, const struct gw_cfg *cfg,
 		  const struct http_req *req, const char *client_ip, bool tls,
 		  struct auth_ident **out, struct err **err);
+
+/* True in subdomain mode when host (lower case, no port) is a user host:
+ * "<x>.<domain>" and not the public URL's host. Pure. */
+bool auth_host_is_user(const struct gw_cfg *cfg, const char *host);
 
 /* Retry-After seconds for the last 429 from auth_identify/auth_login_start. */
 int64_t auth_retry_after(const struct auth *a);

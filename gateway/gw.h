@@ -111,6 +111,19 @@ void gw_hub_handle(struct gw *gw, struct gw_conn *c, const struct gw_request *re
 void gw_hub_not_running(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
 			const char *user, const char *server);
 
+/*
+ * Subdomain mode: a request for /hub/... that arrived on host_user's own
+ * host (<user>.<domain>). Serves GET /hub/oauth_callback?code=&next= (the
+ * login hand-off, gateway/handoff.c): consumes the one-time code (bound to
+ * this host), sets a host-only session cookie for this host and redirects
+ * to next (a path under /user/<host_user>/); invalid, used or expired
+ * code -> 403 page, no cookie. Everything else -> 404. Answers now.
+ * gw_hub_handle() calls it itself for requests whose req->host is a user
+ * host, so the core only has to route the callback path to the hub.
+ */
+void gw_hub_user_host(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+		      const char *host_user);
+
 /* Closes every proxied WebSocket and keep-alive connection authenticated
  * as session/token id (logout, revocation, expiry: JH-11, TOK-6). */
 void gw_close_sessions_of(struct gw *gw, const char *auth_handle);

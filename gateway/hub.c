@@ -32,6 +32,7 @@
 #include "common/xalloc.h"
 #include "gateway/api.h"
 #include "gateway/auth.h"
+#include "gateway/handoff.h"
 #include "gateway/scopes.h"
 #include "gateway/users.h"
 
@@ -582,9 +583,17 @@ void gw_hub_handle(struct gw *gw, struct gw_conn *c, const struct gw_request *re
 	const struct http_path *p = &req->http->path;
 	const struct hub_route *r;
 	struct hub_match m;
-	char allow[64];
+	char allow[64], *host_user;
 	int status;
 
+	if (auth_host_is_user(gw->cfg, req->host)) {
+		/* subdomain mode: on a user's host the hub serves only the
+		 * login hand-off; its pages, API and cookies stay on its own */
+		host_user = handoff_host_user(gw->cfg, req->host);
+		gw_hub_user_host(gw, c, req, host_user);
+		free(host_user);
+		return;
+	}
 	r = hub__match(req->http->method, p->seg, p->nseg, &m, &status, allow, sizeof(allow));
 	if (!r) {
 		send_no_route(c, req, status, allow);

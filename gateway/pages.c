@@ -12,6 +12,7 @@
 #define LOG_PREFIX "gateway/pages: "
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@
 #include "gateway/api.h"
 #include "gateway/auth.h"
 #include "gateway/config.h"
+#include "gateway/handoff.h"
 #include "gateway/metrics.h"
 #include "gateway/scopes.h"
 #include "gateway/users.h"
@@ -171,6 +173,47 @@ void hub__page_root(struct gw *gw, struct gw_conn *c, const struct gw_request *r
 	hub__send_redirect(c, req->who ? "/hub/home" : "/hub/login");
 }
 
+/*
+ * Where a login with next goes (R-1.4, JH-1). Path mode: hub__next_url's
+ * answer. Subdomain mode, where /user/<u>/... is served on u's own host
+ * only: a next on the user's own host (absolute URL, or /user/<me>/...,
+ * which the core would send there) goes through the hand-off (handoff.h)
+ * when session_id is a hub session (0 = none: token callers); a next under
+ * another user's /user/ prefix is dropped, since no cookie can be carried
+ * there and the browser would bounce between the hosts. Caller frees;
+ * NULL = the default page.
+ */
+static char *login_next(struct gw *gw, const char *next, int64_t user_id, const char *user,
+			int64_t session_id)
+{
+	char *path = hub__next_url(next, gw->cfg->public_url, NULL);
+	char *mine = xasprintf("/user/%s", user), *upath = NULL, *loc = NULL;
+	size_t ml = strlen(mine);
+	struct err *err = NULL;
+
+	if (gw->cfg->url_mode != GW_URL_SUBDOMAIN)
+		goto out;
+	if (!path)
+		upath = handoff_next_path(gw->cfg, next, user);
+	else if (strncmp(path, mine, ml) == 0 && strchr("/?#", path[ml]))
+		upath = handoff_user_path(user, path);
+	else if (strncmp(path, "/user/", 6) == 0)
+		goto drop;
+	if (!upath || session_id <= 0)
+		goto out;
+	if (handoff_location(gw, user_id, user, session_id, upath, &loc, &err) < 0) {
+		log_err("login hand-off for '%s' failed: %s", user, err->msg);
+		err_free(&err);
+	}
+drop:
+	free(path);
+	path = loc;
+out:
+	free(upath);
+	free(mine);
+	return path;
+}
+
 void hub__page_login(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
 		     const struct hub_match *m)
 {
@@ -178,7 +221,8 @@ void hub__page_login(struct gw *gw, struct gw_conn *c, const struct gw_request *
 	char *safe;
 
 	if (req->who) {
-		safe = hub__next_url(next, gw->cfg->public_url, NULL);
+		safe = login_next(gw, next, req->who->user_id, req->who->user,
+				  req->who->via == AUTH_VIA_SESSION ? req->who->handle_id : 0);
 		hub__send_redirect(c, safe ? safe : "/hub/home");
 		free(safe);
 	} else {
@@ -209,7 +253,7 @@ static void login_done(void *arg, struct auth_login_result *res, struct err *err
 		/* AUTH-4: one message for unknown user, wrong password, locked */
 		login_form(j->gw, j->c, &anon, 403, j->next, "Invalid username or password.");
 	} else {
-		loc = hub__next_url(j->next, j->gw->cfg->public_url, NULL);
+		loc = login_next(j->gw, j->next, res->user_id, res->user, res->session_id);
 		gw_response_init(&r, 302);
 		gw_response_header(&r, "Set-Cookie", "%s", res->set_cookie);
 		gw_response_redirect(&r, 302, loc ? loc : "/hub/home");
@@ -316,18 +360,34 @@ void hub__page_logout_post(struct gw *gw, struct gw_conn *c, const struct gw_req
 			   const struct hub_match *m)
 {
 	struct err *err = NULL;
-	char *clear = NULL;
+	char *clear = NULL, handle[40];
 	struct gw_response r;
+	int64_t *kids = NULL;
+	size_t nkids = 0;
 
 	if (req->who) {
-		if (auth_logout(gw->auth, gw->db, req->who, &clear, &err) < 0) {
+		/* the host sessions minted from this one (subdomain mode) go
+		 * with it by cascade; their ids are needed to close their
+		 * connections, so they are read first */
+		if ((req->who->via == AUTH_VIA_SESSION &&
+		     users_session_children(gw->db, req->who->handle_id, &kids, &nkids, &err) < 0) ||
+		    auth_logout(gw->auth, gw->db, req->who, &clear, &err) < 0) {
 			hub__send_page_error(c, err_http_status(err), "Sign-out failed.");
 			log_err("logout failed: %s", err->msg);
 			err_free(&err);
+			free(kids);
 			return;
 		}
-		gw_close_sessions_of(gw, req->who->handle); /* JH-11 */
 	}
+	for (size_t i = 0; i < nkids; i++) {
+		snprintf(handle, sizeof(handle), "s:%lld", (long long)kids[i]);
+		gw_close_sessions_of(gw, handle); /* JH-11 */
+	}
+	free(kids);
+	/* this connection is among them: conn_auth.c lets a connection that
+	 * awaits its hub answer send it (with Connection: close) first */
+	if (req->who)
+		gw_close_sessions_of(gw, req->who->handle); /* JH-11 */
 	if (!clear)
 		clear = auth_cookie_clear(gw->cfg);
 	gw_response_init(&r, 302);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -914,8 +915,8 @@ int users_session_lookup(struct db *db, const char *sid, int64_t now, int64_t id
 	if (!sid || strlen(sid) != USERS_SESSION_ID_LEN || !users_b64url_ok(sid, strlen(sid)))
 		return 0;
 	users_sha256(sid, h);
-	if (db_prepare(db, &st, "SELECT id, user_id, created, last_seen FROM sessions"
-				" WHERE hash = ?", err) < 0)
+	if (db_prepare(db, &st, "SELECT id, user_id, created, last_seen, parent_id, host"
+				" FROM sessions WHERE hash = ?", err) < 0)
 		return -EIO;
 	sqlite3_bind_blob(st, 1, h, sizeof(h), SQLITE_STATIC);
 	rc = sqlite3_step(st);
@@ -927,6 +928,9 @@ int users_session_lookup(struct db *db, const char *sid, int64_t now, int64_t id
 	s.user_id = sqlite3_column_int64(st, 1);
 	s.created = sqlite3_column_int64(st, 2);
 	s.last_seen = sqlite3_column_int64(st, 3);
+	s.parent_id = sqlite3_column_int64(st, 4); /* NULL reads as 0 */
+	snprintf(s.host, sizeof(s.host), "%s",
+		 sqlite3_column_text(st, 5) ? (const char *)sqlite3_column_text(st, 5) : "");
 	sqlite3_reset(st);
 	if (users_session_expired(&s, now, idle_ms, abs_ms)) {
 		users_exec_ids(db, "DELETE FROM sessions WHERE id = ?1", s.id, 0, NULL);
@@ -938,7 +942,11 @@ int users_session_lookup(struct db *db, const char *sid, int64_t now, int64_t id
 
 int users_session_touch(struct db *db, int64_t id, int64_t now, struct err **err)
 {
-	return users_exec_ids(db, "UPDATE sessions SET last_seen = ?2 WHERE id = ?1"
+	/* a host session's parent is touched with it: the hub session (and so
+	 * the host sessions hanging off it) stays alive while the user works
+	 * on their own host only */
+	return users_exec_ids(db, "UPDATE sessions SET last_seen = ?2 WHERE (id = ?1 OR id ="
+				  " (SELECT parent_id FROM sessions WHERE id = ?1))"
 				  " AND last_seen <= ?2 - 1000", id, now, err);
 }
 
@@ -957,7 +965,7 @@ int users_session_delete_user(struct db *db, int64_t user_id, struct err **err)
 int users_session_purge(struct db *db, int64_t now, int64_t idle_ms, int64_t abs_ms,
 			struct err **err)
 {
-	int a, b, c;
+	int a, b, c, d;
 
 	a = users_exec_ids(db, "DELETE FROM sessions WHERE ?2 > 0 AND last_seen < ?1 - ?2",
 			   now, idle_ms, err);
@@ -968,7 +976,162 @@ int users_session_purge(struct db *db, int64_t now, int64_t idle_ms, int64_t abs
 	if (b < 0)
 		return b;
 	c = users_exec_ids(db, "DELETE FROM setup_codes WHERE expires_at <= ?1", now, 0, err);
-	return c < 0 ? c : a + b + c;
+	if (c < 0)
+		return c;
+	d = users_exec_ids(db, "DELETE FROM auth_codes WHERE expires_at <= ?1", now, 0, err);
+	return d < 0 ? d : a + b + c + d;
+}
+
+/* ---- host sessions (subdomain mode) ---- */
+
+static bool users_host_ok(const char *host)
+{
+	size_t n = host ? strlen(host) : 0;
+
+	if (n == 0 || n > USERS_HOST_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((host[i] < 'a' || host[i] > 'z') && (host[i] < '0' || host[i] > '9') &&
+		    host[i] != '-' && host[i] != '.' && host[i] != '_')
+			return false;
+	return true;
+}
+
+int users_session_create_child(struct db *db, int64_t parent_id, const char *host,
+			       const char *client_ip, int64_t now, int64_t idle_ms,
+			       int64_t abs_ms, char **sid_out, int64_t *id_out,
+			       struct err **err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	unsigned char h[USERS_HASH_LEN];
+	char *sid;
+	int r;
+
+	if (!users_host_ok(host))
+		return err_set(err, EINVAL, "invalid session host");
+	/* one statement: no window between checking the parent and inserting */
+	if (db_prepare(db, &st, "INSERT INTO sessions (hash, user_id, created, last_seen,"
+				" client_ip, parent_id, host) SELECT ?1, user_id, created, ?2, ?3,"
+				" id, ?4 FROM sessions WHERE id = ?5 AND parent_id IS NULL"
+				" AND (?6 <= 0 OR ?2 - last_seen <= ?6)"
+				" AND (?7 <= 0 OR ?2 - created <= ?7)", err) < 0)
+		return -EIO;
+	sid = rand_b64url(32);
+	users_sha256(sid, h);
+	sqlite3_bind_blob(st, 1, h, sizeof(h), SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, now);
+	users_bind_str(st, 3, client_ip);
+	sqlite3_bind_text(st, 4, host, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, parent_id);
+	sqlite3_bind_int64(st, 6, idle_ms);
+	sqlite3_bind_int64(st, 7, abs_ms);
+	r = users_step_done(db, st, "create host session", err);
+	if (r <= 0) {
+		sodium_memzero(sid, strlen(sid));
+		free(sid);
+		return r < 0 ? -EIO : 0;
+	}
+	*sid_out = sid;
+	if (id_out)
+		*id_out = sqlite3_last_insert_rowid(db_handle(db));
+	return 1;
+}
+
+int users_session_children(struct db *db, int64_t parent_id, int64_t **ids_out,
+			   size_t *n_out, struct err **err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	int64_t *v = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	*ids_out = NULL;
+	*n_out = 0;
+	if (db_prepare(db, &st, "SELECT id FROM sessions WHERE parent_id = ? ORDER BY id",
+		       err) < 0)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, parent_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[n++] = sqlite3_column_int64(st, 0);
+	}
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return users_db_err(db, "list host sessions", err);
+	}
+	*ids_out = v;
+	*n_out = n;
+	return 0;
+}
+
+/* ---- one-time authorisation codes ---- */
+
+int users_auth_code_create(struct db *db, int64_t user_id, const char *kind,
+			   int64_t parent_session, const char *host, int64_t now,
+			   char **code_out, struct err **err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	unsigned char h[USERS_HASH_LEN];
+	char *code;
+
+	if (!users_host_ok(host) || !kind || !*kind)
+		return err_set(err, EINVAL, "invalid auth code host or kind");
+	if (db_prepare(db, &st, "INSERT INTO auth_codes (hash, user_id, kind, parent_session,"
+				" host, expires_at) VALUES (?, ?, ?, ?, ?, ?)", err) < 0)
+		return -EIO;
+	code = rand_b64url(32);
+	users_sha256(code, h);
+	sqlite3_bind_blob(st, 1, h, sizeof(h), SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, user_id);
+	sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+	if (parent_session > 0)
+		sqlite3_bind_int64(st, 4, parent_session);
+	else
+		sqlite3_bind_null(st, 4);
+	sqlite3_bind_text(st, 5, host, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, now + USERS_AUTH_CODE_TTL_MS);
+	if (users_step_done(db, st, "create auth code", err) < 0) {
+		free(code);
+		return -EIO;
+	}
+	*code_out = code;
+	return 0;
+}
+
+int users_auth_code_consume(struct db *db, const char *code, const char *kind,
+			    const char *host, int64_t now, int64_t *user_id_out,
+			    int64_t *parent_out, struct err **err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	unsigned char h[USERS_HASH_LEN];
+	const char *k, *hs;
+	int rc;
+
+	if (!code || strlen(code) != USERS_SESSION_ID_LEN || !users_b64url_ok(code, strlen(code)))
+		return 0;
+	users_sha256(code, h);
+	/* one statement: the row is gone whether or not it was still valid */
+	if (db_prepare(db, &st, "DELETE FROM auth_codes WHERE hash = ?"
+				" RETURNING user_id, kind, parent_session, host, expires_at",
+		       err) < 0)
+		return -EIO;
+	sqlite3_bind_blob(st, 1, h, sizeof(h), SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return users_db_err(db, "consume auth code", err);
+	k = (const char *)sqlite3_column_text(st, 1);
+	hs = (const char *)sqlite3_column_text(st, 3);
+	if (!k || !hs || !kind || !host || strcmp(k, kind) != 0 || strcasecmp(hs, host) != 0 ||
+	    sqlite3_column_int64(st, 4) <= now)
+		return 0;
+	*user_id_out = sqlite3_column_int64(st, 0);
+	*parent_out = sqlite3_column_int64(st, 2);
+	return 1;
 }
 
 /* ---- setup codes ---- */

@@ -193,11 +193,18 @@ int users_token_touch(struct db *db, int64_t id, int64_t now, struct err **err);
 /* Session ids: 32 random bytes as 43 base64url chars. */
 #define USERS_SESSION_ID_LEN 43
 
+/* Longest host name a host session is bound to (RFC 1035: 253). */
+#define USERS_HOST_MAX 255
+
 struct users_session {
 	int64_t id;
 	int64_t user_id;
 	int64_t created;
 	int64_t last_seen;
+	int64_t parent_id;               /* 0 = a hub session; else a host session
+					  * minted from hub session parent_id */
+	char host[USERS_HOST_MAX + 1];   /* host sessions: the only host (lower
+					  * case, no port) they are valid on; "" */
 };
 
 /* Creates a session for user_id; *sid_out (caller frees) is the cookie
@@ -211,15 +218,61 @@ int users_session_create(struct db *db, int64_t user_id, const char *client_ip,
  */
 int users_session_lookup(struct db *db, const char *sid, int64_t now, int64_t idle_ms,
 			 int64_t abs_ms, struct users_session *out, struct err **err);
-/* last_seen = now, written at most once per second per session. */
+/* last_seen = now, written at most once per second per session; a host
+ * session's activity also keeps its hub session (parent) alive. */
 int users_session_touch(struct db *db, int64_t id, int64_t now, struct err **err);
 /* 1 deleted, 0 not found. */
 int users_session_delete(struct db *db, int64_t id, struct err **err);
 /* Deletes every session of user_id; count >= 0. */
 int users_session_delete_user(struct db *db, int64_t user_id, struct err **err);
-/* Deletes expired sessions and setup codes; count >= 0. */
+/* Deletes expired sessions, setup codes and auth codes; count >= 0. */
 int users_session_purge(struct db *db, int64_t now, int64_t idle_ms, int64_t abs_ms,
 			struct err **err);
+
+/*
+ * Host sessions (subdomain mode, JH-3/JH-11). Creates a session for the
+ * user of hub session parent_id, valid only on host (lower case, no port,
+ * at most USERS_HOST_MAX bytes, else EINVAL), with the parent's `created`
+ * (so it dies at the parent's absolute limit) and last_seen = now. The row
+ * goes with the parent (ON DELETE CASCADE). Returns 1 with *sid_out
+ * (caller frees, the cookie value) and *id_out (may be NULL), 0 when the
+ * parent is gone, idle (idle_ms) or past its absolute limit (abs_ms), or is
+ * itself a host session; < 0 database error.
+ */
+int users_session_create_child(struct db *db, int64_t parent_id, const char *host,
+			       const char *client_ip, int64_t now, int64_t idle_ms,
+			       int64_t abs_ms, char **sid_out, int64_t *id_out,
+			       struct err **err);
+/* Ids of the host sessions of hub session parent_id (for
+ * gw_close_sessions_of before logout). *ids_out caller frees (NULL when
+ * *n_out is 0). 0 or < 0. */
+int users_session_children(struct db *db, int64_t parent_id, int64_t **ids_out,
+			   size_t *n_out, struct err **err);
+
+/* ---- one-time authorisation codes (subdomain login hand-off) ---- */
+
+#define USERS_AUTH_CODE_TTL_MS 60000
+#define USERS_AUTH_CODE_HANDOFF "handoff"
+
+/*
+ * Mints a single-use code of kind for user_id, bound to host (the user
+ * host it may be redeemed on) and to hub session parent_session (0 =
+ * none), valid USERS_AUTH_CODE_TTL_MS from now. 256 random bits, stored
+ * as SHA-256. *code_out (43 base64url chars) caller frees; never log it.
+ */
+int users_auth_code_create(struct db *db, int64_t user_id, const char *kind,
+			   int64_t parent_session, const char *host, int64_t now,
+			   char **code_out, struct err **err);
+/*
+ * Redeems code: the row is deleted whatever the outcome (single use), then
+ * it counts only when its kind and host equal kind and host (host
+ * compared case-insensitively) and it has not expired. 1 valid
+ * (*user_id_out, *parent_out (0 = none) set), 0 unknown, used, expired,
+ * other kind or other host; < 0 database error.
+ */
+int users_auth_code_consume(struct db *db, const char *code, const char *kind,
+			    const char *host, int64_t now, int64_t *user_id_out,
+			    int64_t *parent_out, struct err **err);
 
 /* ---- setup codes (one-time login URL for the first admin) ---- */
 

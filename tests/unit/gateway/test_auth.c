@@ -520,6 +520,84 @@ static void test_setup_code_and_logout(void **state)
 	assert_int_equal(identify(fx, "10.0.0.1", h, &id, NULL), 0);
 }
 
+/* identify() with another Host and path. */
+static int identify_on(struct fx *fx, const char *host, const char *cookie_sid,
+		       struct auth_ident **id)
+{
+	struct http_limits lim = { 16384, 12000, 8192, 100, 1 << 20 };
+	struct http_error e;
+	int n;
+
+	if (fx->have_req)
+		http_req_clear(&fx->req);
+	n = snprintf(fx->buf, sizeof(fx->buf), "GET /user/alice/lab HTTP/1.1\r\nHost: %s\r\n"
+		     "Cookie: nbgate-session=%s\r\n\r\n", host, cookie_sid);
+	assert_true(n > 0 && (size_t)n < sizeof(fx->buf));
+	memset(&fx->req, 0, sizeof(fx->req));
+	assert_int_equal(http_parse_request(fx->buf, (size_t)n, &lim, &fx->req, &e), 1);
+	fx->have_req = true;
+	*id = NULL;
+	return auth_identify(fx->a, fx->db, &fx->cfg, &fx->req, "10.0.0.1", false, id, NULL);
+}
+
+/* Expects identify_on to give user (NULL = anonymous). */
+static void expect_on(struct fx *fx, const char *host, const char *sid, const char *user)
+{
+	struct auth_ident *id = NULL;
+	int r = identify_on(fx, host, sid, &id);
+
+	if (!user) {
+		assert_int_equal(r, 0);
+		assert_null(id);
+		return;
+	}
+	assert_int_equal(r, 1);
+	assert_string_equal(id->user, user);
+	assert_int_equal(id->via, AUTH_VIA_SESSION);
+	auth_ident_free(id);
+}
+
+/* Subdomain mode (JH-3, JH-4, JH-15): a host session counts only on its
+ * host, a hub session never on a user host. */
+static void test_host_sessions(void **state)
+{
+	struct fx *fx = *state;
+	int64_t hub = 0, now = time_now_ms();
+	char *ksid = NULL;
+	struct users_session s;
+
+	fx->cfg.url_mode = GW_URL_SUBDOMAIN;
+	assert_int_equal(users_session_lookup(fx->db, fx->sid, now, 0, 0, &s, NULL), 1);
+	hub = s.id;
+	assert_int_equal(users_session_create_child(fx->db, hub, "alice.example.org", NULL, now,
+						    0, 0, &ksid, NULL, NULL), 1);
+	assert_true(auth_host_is_user(&fx->cfg, "alice.example.org"));
+	assert_false(auth_host_is_user(&fx->cfg, "hub.example.org"));
+	assert_false(auth_host_is_user(&fx->cfg, "example.org"));
+	assert_false(auth_host_is_user(&fx->cfg, "alice.example.org.evil"));
+	assert_false(auth_host_is_user(&fx->cfg, "aliceexample.org"));
+	expect_on(fx, "hub.example.org", fx->sid, "alice");
+	expect_on(fx, "hub.example.org:443", fx->sid, "alice");
+	expect_on(fx, "alice.example.org", fx->sid, NULL);
+	expect_on(fx, "bob.example.org:443", fx->sid, NULL);
+	expect_on(fx, "alice.example.org", ksid, "alice");
+	expect_on(fx, "ALICE.Example.org:443", ksid, "alice");
+	expect_on(fx, "bob.example.org", ksid, NULL);
+	expect_on(fx, "hub.example.org", ksid, NULL);
+	expect_on(fx, "alice.example.org.evil", ksid, NULL);
+	expect_on(fx, "127.0.0.1:8000", ksid, NULL);
+	/* path mode has no user hosts; host sessions stay on their host */
+	fx->cfg.url_mode = GW_URL_PATH;
+	assert_false(auth_host_is_user(&fx->cfg, "alice.example.org"));
+	expect_on(fx, "alice.example.org", fx->sid, "alice");
+	expect_on(fx, "hub.example.org", ksid, NULL);
+	/* the hub session's logout ends the host session (JH-11) */
+	fx->cfg.url_mode = GW_URL_SUBDOMAIN;
+	assert_int_equal(users_session_delete(fx->db, hub, NULL), 1);
+	expect_on(fx, "alice.example.org", ksid, NULL);
+	free(ksid);
+}
+
 static void test_token_grant(void **state)
 {
 	struct fx *fx = *state;
@@ -566,6 +644,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_login_xsrf, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_login_flow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_setup_code_and_logout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_host_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_token_grant, setup, teardown),
 	};
 

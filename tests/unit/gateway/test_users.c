@@ -334,6 +334,119 @@ static void test_setup_codes(void **state)
 	free(code);
 }
 
+/* Subdomain hand-off codes: single use, bound to kind and host, 60 s. */
+static void test_auth_codes(void **state)
+{
+	struct fx *fx = *state;
+	const char *h = "alice.example.org";
+	char *code = NULL, *sid = NULL;
+	int64_t uid = 0, parent = 0, hub;
+
+	assert_int_equal(users_session_create(fx->db, fx->alice, NULL, 1000, &sid, &hub, NULL), 0);
+	free(sid);
+	assert_int_equal(users_auth_code_create(fx->db, fx->alice, "handoff", hub, h, 1000, &code,
+						NULL), 0);
+	assert_int_equal(strlen(code), USERS_SESSION_ID_LEN);
+	assert_false(file_contains(fx->path, code));
+	assert_int_equal(users_auth_code_consume(fx->db, code, "handoff", "ALICE.example.org",
+						 1000 + USERS_AUTH_CODE_TTL_MS - 1, &uid, &parent,
+						 NULL), 1);
+	assert_int_equal(uid, fx->alice);
+	assert_int_equal(parent, hub);
+	/* single use */
+	assert_int_equal(users_auth_code_consume(fx->db, code, "handoff", h, 1000, &uid, &parent,
+						 NULL), 0);
+	free(code);
+	/* another host, another kind, expired: refused, and burnt all the same */
+	const char *bad[][2] = { { "handoff", "bob.example.org" }, { "other", h },
+				 { "handoff", "alice.example.org.evil" } };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(users_auth_code_create(fx->db, fx->alice, "handoff", hub, h, 1000,
+							&code, NULL), 0);
+		assert_int_equal(users_auth_code_consume(fx->db, code, bad[i][0], bad[i][1], 1000,
+							 &uid, &parent, NULL), 0);
+		assert_int_equal(users_auth_code_consume(fx->db, code, "handoff", h, 1000, &uid,
+							 &parent, NULL), 0);
+		free(code);
+	}
+	assert_int_equal(users_auth_code_create(fx->db, fx->alice, "handoff", hub, h, 1000, &code,
+						NULL), 0);
+	assert_int_equal(users_auth_code_consume(fx->db, code, "handoff", h,
+						 1000 + USERS_AUTH_CODE_TTL_MS, &uid, &parent, NULL),
+			 0);
+	free(code);
+	assert_int_equal(users_auth_code_consume(fx->db, "short", "handoff", h, 1000, &uid, &parent,
+						 NULL), 0);
+	assert_true(users_auth_code_create(fx->db, fx->alice, "handoff", hub, "Bad Host", 1000,
+					   &code, NULL) < 0);
+	/* purge drops expired codes; logout of the hub session drops its codes */
+	assert_int_equal(users_auth_code_create(fx->db, fx->alice, "handoff", hub, h, 1000, &code,
+						NULL), 0);
+	free(code);
+	assert_int_equal(users_session_purge(fx->db, 1000 + USERS_AUTH_CODE_TTL_MS, 0, 0, NULL), 1);
+	assert_int_equal(users_auth_code_create(fx->db, fx->alice, "handoff", hub, h, 1000, &code,
+						NULL), 0);
+	assert_int_equal(users_session_delete(fx->db, hub, NULL), 1);
+	assert_int_equal(users_auth_code_consume(fx->db, code, "handoff", h, 1000, &uid, &parent,
+						 NULL), 0);
+	free(code);
+}
+
+/* Host sessions hang off their hub session (JH-11). */
+static void test_host_sessions(void **state)
+{
+	struct fx *fx = *state;
+	const char *h = "alice.example.org";
+	struct users_session s;
+	char *hsid = NULL, *sid = NULL, *sid2 = NULL;
+	int64_t hub, kid, kid2, *ids = NULL;
+	size_t n = 0;
+
+	assert_int_equal(users_session_create(fx->db, fx->alice, NULL, 10000, &hsid, &hub, NULL), 0);
+	assert_int_equal(users_session_create_child(fx->db, hub, h, "10.0.0.1", 12000, 5000, 60000,
+						    &sid, &kid, NULL), 1);
+	assert_int_equal(users_session_lookup(fx->db, sid, 12000, 5000, 60000, &s, NULL), 1);
+	assert_int_equal(s.user_id, fx->alice);
+	assert_int_equal(s.parent_id, hub);
+	assert_string_equal(s.host, h);
+	assert_int_equal(s.created, 10000); /* the parent's absolute limit */
+	assert_int_equal(users_session_lookup(fx->db, hsid, 12000, 5000, 60000, &s, NULL), 1);
+	assert_int_equal(s.parent_id, 0);
+	assert_string_equal(s.host, "");
+	/* a host session's activity keeps the hub session alive */
+	assert_int_equal(users_session_touch(fx->db, kid, 14000, NULL), 2);
+	assert_int_equal(users_session_lookup(fx->db, hsid, 18500, 5000, 60000, &s, NULL), 1);
+	/* no child of a child, of a missing, idle or too old parent */
+	assert_int_equal(users_session_create_child(fx->db, kid, h, NULL, 18500, 5000, 60000, &sid2,
+						    NULL, NULL), 0);
+	assert_int_equal(users_session_create_child(fx->db, 999, h, NULL, 18500, 5000, 60000, &sid2,
+						    NULL, NULL), 0);
+	assert_int_equal(users_session_create_child(fx->db, hub, h, NULL, 24000, 5000, 60000, &sid2,
+						    NULL, NULL), 0);
+	assert_int_equal(users_session_create_child(fx->db, hub, h, NULL, 18600, 0, 8000, &sid2,
+						    NULL, NULL), 0);
+	assert_true(users_session_create_child(fx->db, hub, "a/b", NULL, 18500, 5000, 60000, &sid2,
+					       NULL, NULL) < 0);
+	assert_null(sid2);
+	assert_int_equal(users_session_create_child(fx->db, hub, h, NULL, 18500, 5000, 60000, &sid2,
+						    &kid2, NULL), 1);
+	assert_int_equal(users_session_children(fx->db, hub, &ids, &n, NULL), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ids[0], kid);
+	assert_int_equal(ids[1], kid2);
+	free(ids);
+	assert_int_equal(users_session_children(fx->db, kid, &ids, &n, NULL), 0);
+	assert_int_equal(n, 0);
+	assert_null(ids);
+	/* logout of the hub session takes its host sessions with it */
+	assert_int_equal(users_session_delete(fx->db, hub, NULL), 1);
+	assert_int_equal(users_session_lookup(fx->db, sid, 18500, 0, 0, &s, NULL), 0);
+	assert_int_equal(users_session_lookup(fx->db, sid2, 18500, 0, 0, &s, NULL), 0);
+	free(hsid);
+	free(sid);
+	free(sid2);
+}
+
 static void test_key_file(void **state)
 {
 	struct fx *fx = *state;
@@ -364,6 +477,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_token_entropy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_setup_codes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_auth_codes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_host_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_file, setup, teardown),
 	};
 
