@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -41,16 +43,98 @@ int db_exec(struct db *db, const char *sql, struct err **err)
 	return r;
 }
 
+/*
+ * The statement cache: one small process-wide table, so that releasing a
+ * statement needs only the statement (sqlite 3.40 has no per-connection
+ * client data to find our struct db from it). Guarded by a mutex because
+ * worker threads may open their own connections.
+ */
+#define DB_STMT_CACHE_MAX 128
+
+struct db_cached_stmt {
+	sqlite3 *h;
+	const char *sql;
+	sqlite3_stmt *st;
+	bool busy;
+};
+
+static struct db_cached_stmt db_cache[DB_STMT_CACHE_MAX];
+static size_t db_ncache;
+static pthread_mutex_t db_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Takes a free cached statement for (h, sql), or NULL. Lock held. */
+static sqlite3_stmt *db_cache_take(sqlite3 *h, const char *sql, bool *full)
+{
+	for (size_t i = 0; i < db_ncache; i++) {
+		struct db_cached_stmt *c = &db_cache[i];
+
+		/* the text, not just the address: a freed dynamic string's
+		 * address may come back holding other SQL */
+		if (c->h == h && !c->busy &&
+		    (c->sql == sql || strcmp(sqlite3_sql(c->st), sql) == 0)) {
+			c->busy = true;
+			return c->st;
+		}
+	}
+	*full = db_ncache == DB_STMT_CACHE_MAX;
+	return NULL;
+}
+
 int db_prepare(struct db *db, sqlite3_stmt **out, const char *sql,
 	       struct err **err)
 {
-	int rc = sqlite3_prepare_v2(db->h, sql, -1, out, NULL);
+	bool full = false;
+	int rc;
 
+	pthread_mutex_lock(&db_cache_lock);
+	*out = db_cache_take(db->h, sql, &full);
+	if (*out) {
+		pthread_mutex_unlock(&db_cache_lock);
+		return 0;
+	}
+	rc = sqlite3_prepare_v3(db->h, sql, -1, full ? 0 : SQLITE_PREPARE_PERSISTENT, out,
+				NULL);
 	if (rc != SQLITE_OK) {
+		pthread_mutex_unlock(&db_cache_lock);
 		*out = NULL;
 		return err_set(err, EIO, "sqlite prepare: %s", sqlite3_errmsg(db->h));
 	}
+	if (!full)
+		db_cache[db_ncache++] = (struct db_cached_stmt){ db->h, sql, *out, true };
+	pthread_mutex_unlock(&db_cache_lock);
 	return 0;
+}
+
+void db_release_stmt(sqlite3_stmt *st)
+{
+	pthread_mutex_lock(&db_cache_lock);
+	for (size_t i = 0; i < db_ncache; i++) {
+		if (db_cache[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			db_cache[i].busy = false;
+			pthread_mutex_unlock(&db_cache_lock);
+			return;
+		}
+	}
+	pthread_mutex_unlock(&db_cache_lock);
+	sqlite3_finalize(st);
+}
+
+/* Finalizes and forgets every cached statement of h. */
+static void db_cache_drop(sqlite3 *h)
+{
+	size_t o = 0;
+
+	pthread_mutex_lock(&db_cache_lock);
+	for (size_t i = 0; i < db_ncache; i++) {
+		if (db_cache[i].h == h)
+			sqlite3_finalize(db_cache[i].st);
+		else
+			db_cache[o++] = db_cache[i];
+	}
+	db_ncache = o;
+	pthread_mutex_unlock(&db_cache_lock);
 }
 
 int db_begin(struct db *db, struct err **err)
@@ -183,6 +267,7 @@ void db_close(struct db *db)
 {
 	if (!db)
 		return;
+	db_cache_drop(db->h);
 	/* close_v2 defers until forgotten statements are finalized. */
 	sqlite3_close_v2(db->h);
 	free(db);

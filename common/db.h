@@ -38,9 +38,19 @@ sqlite3 *db_handle(struct db *db);
 /* Runs one or more SQL statements without results. EIO with sqlite's message. */
 int db_exec(struct db *db, const char *sql, struct err **err);
 
-/* Prepares one statement; caller owns *out (sqlite3_finalize()). */
+/*
+ * Prepares one statement; give it back with db_release_stmt() (the
+ * cleanup_stmt attribute does that), never sqlite3_finalize().
+ *
+ * Statements are cached per database by their SQL text: the gateway runs the same few statements on every request, and preparing
+ * them each time cost more than the queries themselves (bench/proxy profile).
+ * A cached statement already in use (nested use of the same SQL) is
+ * prepared afresh and finalized on release.
+ */
 int db_prepare(struct db *db, sqlite3_stmt **out, const char *sql,
 	       struct err **err);
+/* Resets a cached statement for reuse, or finalizes an uncached one. */
+void db_release_stmt(sqlite3_stmt *st);
 
 /* BEGIN IMMEDIATE / COMMIT. */
 int db_begin(struct db *db, struct err **err);
@@ -63,11 +73,11 @@ const char *db_errmsg(struct db *db);
 int db_audit(struct db *db, const char *actor, const char *action,
 	     const char *target, const char *detail);
 
-/* cleanup attribute for prepared statements: sqlite3_finalize(). */
+/* cleanup attribute for prepared statements: db_release_stmt(). */
 static inline void db_cleanup_stmtp(sqlite3_stmt **s)
 {
 	if (*s)
-		sqlite3_finalize(*s);
+		db_release_stmt(*s);
 }
 #define cleanup_stmt __attribute__((cleanup(db_cleanup_stmtp)))
 

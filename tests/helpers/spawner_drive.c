@@ -97,7 +97,7 @@ static int64_t ensure_user(struct db *db, const char *user)
 	sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		id = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	db_release_stmt(st);
 	return id;
 }
 

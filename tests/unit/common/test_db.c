@@ -50,7 +50,7 @@ static int64_t one_int(struct db *db, const char *sql)
 	assert_int_equal(db_prepare(db, &st, sql, NULL), 0);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	db_release_stmt(st);
 	return v;
 }
 
@@ -85,7 +85,7 @@ static void test_db_wal(void **state)
 	assert_int_equal(db_prepare(db, &st, "PRAGMA journal_mode", NULL), 0);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
-	sqlite3_finalize(st);
+	db_release_stmt(st);
 	db_close(db);
 }
 
@@ -150,6 +150,37 @@ static void test_db_foreign_keys_cascade(void **state)
 	db_close(db);
 }
 
+/* Migration 2: host sessions go with their hub session, codes with the
+ * session that minted them (JH-11). */
+static void test_db_session_parent_cascade(void **state)
+{
+	struct fixture *fx = *state;
+	struct db *db = NULL;
+
+	assert_int_equal(db_open(&db, fx->path, NULL), 0);
+	assert_true(db__migration_count >= 2);
+	assert_int_equal(db_exec(db,
+		"INSERT INTO users (id, name, created) VALUES (1, 'alice', 1);"
+		"INSERT INTO sessions (id, hash, user_id, created, last_seen)"
+		" VALUES (1, x'01', 1, 1, 1), (9, x'09', 1, 1, 1);"
+		"INSERT INTO sessions (id, hash, user_id, created, last_seen, parent_id, host)"
+		" VALUES (2, x'02', 1, 1, 1, 1, 'alice.example.org'),"
+		" (3, x'03', 1, 1, 1, 1, 'alice.example.org');"
+		"INSERT INTO auth_codes VALUES (x'04', 1, 'handoff', 1, 'alice.example.org', 5);"
+		"INSERT INTO auth_codes VALUES (x'05', 1, 'handoff', 9, 'alice.example.org', 5);",
+		NULL), 0);
+	assert_int_equal(one_int(db, "SELECT count(*) FROM sessions"), 4);
+	assert_int_equal(db_exec(db, "DELETE FROM sessions WHERE id = 1", NULL), 0);
+	assert_int_equal(one_int(db, "SELECT count(*) FROM sessions"), 1);
+	assert_int_equal(one_int(db, "SELECT count(*) FROM auth_codes"), 1);
+	/* a parent that does not exist is refused */
+	assert_true(db_exec(db, "INSERT INTO sessions (hash, user_id, created, last_seen,"
+			    " parent_id) VALUES (x'06', 1, 1, 1, 77)", NULL) < 0);
+	assert_int_equal(db_exec(db, "DELETE FROM users WHERE id = 1", NULL), 0);
+	assert_int_equal(one_int(db, "SELECT count(*) FROM auth_codes"), 0);
+	db_close(db);
+}
+
 static void test_db_foreign_key_enforced(void **state)
 {
 	struct fixture *fx = *state;
@@ -210,6 +241,31 @@ static void test_db_prepare_error(void **state)
 	db_close(db);
 }
 
+/* The statement cache hands the same statement back once released, a fresh
+ * one while it is in use, and resets bindings and cursor on release. */
+static void test_db_stmt_cache(void **state)
+{
+	struct fixture *fx = *state;
+	struct db *db = NULL;
+	sqlite3_stmt *a = NULL, *b = NULL, *c = NULL;
+	static const char sql[] = "SELECT ?1";
+
+	assert_int_equal(db_open(&db, fx->path, NULL), 0);
+	assert_int_equal(db_prepare(db, &a, sql, NULL), 0);
+	sqlite3_bind_int(a, 1, 7);
+	assert_int_equal(sqlite3_step(a), SQLITE_ROW);
+	assert_int_equal(db_prepare(db, &b, sql, NULL), 0);
+	assert_ptr_not_equal(a, b); /* nested use: a fresh statement */
+	db_release_stmt(b);
+	db_release_stmt(a);
+	assert_int_equal(db_prepare(db, &c, "SELECT ?1", NULL), 0);
+	assert_ptr_equal(a, c); /* same text, another address: cached one */
+	assert_int_equal(sqlite3_step(c), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_type(c, 0), SQLITE_NULL); /* bindings cleared */
+	db_release_stmt(c);
+	db_close(db);
+}
+
 static void test_db_open_bad_dir(void **state)
 {
 	struct db *db = NULL;
@@ -230,10 +286,12 @@ int main(void)
 		T(test_db_reopen_idempotent),
 		T(test_db_newer_schema_refused),
 		T(test_db_foreign_keys_cascade),
+		T(test_db_session_parent_cascade),
 		T(test_db_foreign_key_enforced),
 		T(test_db_transaction_rollback),
 		T(test_db_audit),
 		T(test_db_prepare_error),
+		T(test_db_stmt_cache),
 		T(test_db_open_bad_dir),
 	};
 
