@@ -146,9 +146,11 @@ int handoff_location(struct gw *gw, int64_t user_id, const char *user, int64_t s
 {
 	char *origin = handoff_user_origin(gw->cfg, user), *host, *code = NULL, *enc;
 
-	if (!origin || session_id <= 0)
+	if (!origin || session_id <= 0) {
+		free(origin);
 		return err_set(err, EINVAL, "no hand-off for '%s' (subdomain mode, hub session)",
 			       user ? user : "");
+	}
 	host = xasprintf("%s.%s", user, gw->cfg->domain);
 	for (char *p = host; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
