@@ -198,10 +198,21 @@ def auth6(tap, main_gw):
     err = main_gw.proc.stderr_text() + main_gw.proc.stdout_text()
     tap.ok(re.search(r"(?i)warn.*(plain http|tls|insecure|secure)", err) is not None,
            "AUTH-6 plain-HTTP dev mode logs a warning at start", err[:1500])
-    gw = T.setup(tap, users=("alice",), admin=(), tls=True, name="gw-tls")
+    redirect_port = T.free_port()
+    gw = T.setup(tap, users=("alice",), admin=(), tls=True, name="gw-tls",
+                 config={"http_redirect_listen": "127.0.0.1:%d" % redirect_port})
     if gw is None:
         return
     try:
+        # the plain-HTTP listener only redirects, to the configured public URL
+        # (never to the request's Host: PRX-8), and serves nothing itself
+        import socket
+        with socket.create_connection(("127.0.0.1", redirect_port), timeout=5) as sk:
+            sk.sendall(b"GET /user/alice/tree?x=1 HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+            head = sk.recv(4096).decode("latin-1")
+        loc = [l.split(":", 1)[1].strip() for l in head.split("\r\n") if l.lower().startswith("location:")]
+        tap.ok(head.startswith("HTTP/1.1 301") and loc == [gw.public_url.rstrip("/") + "/user/alice/tree?x=1"],
+               "TLS: plain-HTTP redirect listener sends 301 to the public https URL", head[:300])
         r, _ = gw.form_login("alice")
         sc = [c for c in r.header_all("Set-Cookie") if "session" in c.split("=", 1)[0]]
         tap.ok(r.status in (302, 303) and sc, "AUTH-6 TLS login sets a session cookie", repr(r))
