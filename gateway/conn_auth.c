@@ -32,6 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
 
 #include "common/db.h"
 #include "common/log.h"
@@ -45,6 +48,7 @@
 #define GW_CRED_LOOKUPS_PER_TICK 128  /* bounded database work per sweep */
 #define GW_CRED_DEFER_MS 100          /* lookups left over: the next sweep */
 #define GW_CRED_CACHE 32              /* handles remembered within one sweep */
+#define GW_AUTH_MEMO_MS 1000          /* per-connection identity reuse */
 
 struct cred_seen {
 	char handle[40];
@@ -106,6 +110,66 @@ void gw__conn_set_cred(struct gw_conn *c, const struct auth_ident *who)
 									   : cr->check_at);
 }
 
+/* ---- per-connection identity memo ---- */
+
+void gw__conn_auth_forget(struct gw_conn *c)
+{
+	auth_ident_free(c->auth_memo);
+	c->auth_memo = NULL;
+}
+
+/* Hash of every header auth_identify reads: Authorization, Cookie, Host
+ * (names and values, in order, length-prefixed so no two header lists
+ * hash alike by concatenation). */
+static void auth_memo_key(const struct http_req *req, unsigned char key[32])
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, 32);
+	for (size_t i = 0; i < req->nhdr; i++) {
+		const struct http_header *h = &req->hdr[i];
+		uint64_t n[2] = { h->name_len, h->value_len };
+
+		if (!((h->name_len == 13 && !strncasecmp(h->name, "authorization", 13)) ||
+		      (h->name_len == 6 && !strncasecmp(h->name, "cookie", 6)) ||
+		      (h->name_len == 4 && !strncasecmp(h->name, "host", 4))))
+			continue;
+		crypto_generichash_update(&st, (const unsigned char *)n, sizeof(n));
+		crypto_generichash_update(&st, (const unsigned char *)h->name, h->name_len);
+		crypto_generichash_update(&st, (const unsigned char *)h->value, h->value_len);
+	}
+	crypto_generichash_final(&st, key, 32);
+}
+
+int gw__conn_identify(struct gw_conn *c, const struct http_req *req,
+		      const struct auth_ident **out, bool *fresh, struct err **err)
+{
+	struct gw *gw = c->core->gw;
+	struct auth_ident *who = NULL;
+	unsigned char key[32];
+	int64_t mono = time_mono_ms();
+	int r;
+
+	auth_memo_key(req, key);
+	if (c->auth_memo && c->cred.handle[0] && mono - c->auth_memo_at < GW_AUTH_MEMO_MS &&
+	    (!c->auth_memo->expires_at || time_now_ms() < c->auth_memo->expires_at) &&
+	    sodium_memcmp(key, c->auth_memo_key, sizeof(key)) == 0) {
+		*out = c->auth_memo;
+		*fresh = false;
+		return 1;
+	}
+	gw__conn_auth_forget(c);
+	r = auth_identify(gw->auth, gw->db, gw->cfg, req, c->ip, c->tls, &who, err);
+	if (r <= 0)
+		return r;
+	c->auth_memo = who;
+	c->auth_memo_at = mono;
+	memcpy(c->auth_memo_key, key, sizeof(key));
+	*out = who;
+	*fresh = true;
+	return 1;
+}
+
 /* ---- closing ---- */
 
 /* Ends what c does because its credential is gone. A local answer in
@@ -114,6 +178,7 @@ static void cred_close(struct gw_conn *c, const char *why)
 {
 	log_info("closing connection of '%s' for '%s' (%s)", c->ip, c->cred.handle, why);
 	c->cred.handle[0] = '\0';
+	gw__conn_auth_forget(c);
 	switch (c->st) {
 	case GW_CS_TUNNEL:
 		gw__ws_fail(c, 1008, why);

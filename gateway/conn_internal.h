@@ -47,6 +47,7 @@
 #define GW_WS_PINGS_PER_S 100
 
 struct auth_ident;
+struct err;
 struct gw_up;
 struct gw_ip_table;
 
@@ -72,7 +73,15 @@ struct gw_core {
 	lws_sorted_usec_list_t cred_sul; /* credential expiry sweep (conn_auth.c) */
 	bool cred_sul_armed;
 	int64_t cred_next;             /* wall ms the sweep is scheduled for */
+	size_t nconns_peak;            /* most connections since the last trim */
+	lws_sorted_usec_list_t trim_sul; /* malloc_trim after mass closes (conn_limits.c) */
+	bool trim_armed;
+	int64_t trim_last;             /* mono ms of the last trim */
 	FILE *access;                  /* access log (may be stderr) */
+	int64_t access_flushed;        /* mono ms of the last access log flush */
+	lws_sorted_usec_list_t access_sul; /* flushes what the log buffered (conn.c) */
+	bool access_sul_armed;
+	bool timers_off;               /* shutting down: arm no more timers */
 	bool access_owned;
 	struct http_limits lim;        /* requests */
 	struct http_limits resp_lim;   /* upstream responses */
@@ -175,6 +184,9 @@ struct gw_conn {
 	uint64_t body_left;             /* proxied request body still to forward */
 	bool body_sent;                 /* some body byte went upstream (no retry) */
 	struct gw_cred cred;            /* last credential used on this connection */
+	struct auth_ident *auth_memo;   /* identity of the last proxied request (conn_auth.c) */
+	unsigned char auth_memo_key[32];/* hash of that request's credential headers */
+	int64_t auth_memo_at;           /* mono ms auth_memo was looked up */
 	char *user, *server;            /* route key of a proxied request */
 	struct gw_up *up;
 	struct gw_ws_rx ws;             /* tunnel: client -> upstream frames */
@@ -182,6 +194,7 @@ struct gw_conn {
 	/* timers */
 	lws_sorted_usec_list_t sul;
 	int64_t deadline;               /* mono ms of the state's deadline, 0 none */
+	int64_t sul_at;                 /* mono ms sul is armed for, 0 = not armed */
 	int64_t body_start, body_last;  /* mono ms */
 	uint64_t body_got;
 };
@@ -213,6 +226,8 @@ void gw__conn_body_timer(struct gw_conn *c, uint64_t already);
 /* Decides (and records) whether the connection closes after this response. */
 bool gw__conn_closing(struct gw_conn *c);
 bool gw__is_api_path(const char *path);
+/* Flushes the access log and cancels its flush timer (shutdown). */
+void gw__access_flush_stop(struct gw_core *core);
 
 /* ---- conn_auth.c ---- */
 /* Records who authenticated on c (handle, user, expiry) and arms the
@@ -220,6 +235,23 @@ bool gw__is_api_path(const char *path);
 void gw__conn_set_cred(struct gw_conn *c, const struct auth_ident *who);
 /* Stops the expiry sweep (shutdown). */
 void gw__cred_sweep_stop(struct gw_core *core);
+/*
+ * auth_identify() for a proxied request, through a per-connection memo: a
+ * request whose credential headers (Authorization, Cookie, Host) hash the
+ * same as those this connection authenticated with less than
+ * GW_AUTH_MEMO_MS ago reuses that identity without database work. Revoked
+ * or expired credentials still end at once: gw_close_sessions_of and the
+ * expiry sweep close the connection (and forget the memo); scope or group
+ * changes show within GW_AUTH_MEMO_MS (TOK-6 allows 1 s). Returns like
+ * auth_identify; on 1 *out is borrowed from c (valid until c's next
+ * request) and *fresh tells whether the database was asked (the caller
+ * then records the credential with gw__conn_set_cred). A miss that is not
+ * a success forgets the memo.
+ */
+int gw__conn_identify(struct gw_conn *c, const struct http_req *req,
+		      const struct auth_ident **out, bool *fresh, struct err **err);
+/* Forgets c's memoised identity. */
+void gw__conn_auth_forget(struct gw_conn *c);
 
 /* ---- conn_limits.c ---- */
 /* Counts of open connections per client address (PRX-18), O(1) per
@@ -228,6 +260,12 @@ size_t gw__ip_count(struct gw_core *core, const char *ip);
 void gw__ip_add(struct gw_core *core, const char *ip);
 void gw__ip_del(struct gw_core *core, const char *ip);
 void gw__ip_free(struct gw_core *core);
+/* Called after core->nconns changed: once the count falls well below its
+ * peak (a mass close), gives freed heap back to the system (malloc_trim)
+ * shortly after, at most once a second. */
+void gw__conn_count_changed(struct gw_core *core);
+/* Cancels a pending trim (shutdown). */
+void gw__trim_stop(struct gw_core *core);
 
 /* ---- server.c ---- */
 /* Dispatches a parsed request head (state GW_CS_HEAD, req complete). */

@@ -10,11 +10,13 @@
  *
  * Threading: event-loop thread only.
  */
+#include <malloc.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "gateway/conn_internal.h"
 
@@ -144,4 +146,51 @@ void gw__ip_free(struct gw_core *core)
 	free(t->b);
 	free(t);
 	core->ips = NULL;
+}
+
+/* ---- giving memory back after mass closes ---- */
+
+/*
+ * glibc keeps freed heap (connection buffers, TLS state) mapped: after a
+ * thousand WebSockets close the RSS stays megabytes higher. A trim costs
+ * a walk of the heap (~ms), so it runs only when the connection count has
+ * fallen to a quarter of a peak of at least GW_TRIM_PEAK_MIN, delayed a
+ * little so a burst of closes is trimmed once, and at most once a second.
+ */
+#define GW_TRIM_PEAK_MIN 64
+#define GW_TRIM_DELAY_MS 200
+#define GW_TRIM_EVERY_MS 1000
+
+static void trim_cb(lws_sorted_usec_list_t *sul)
+{
+	struct gw_core *core = lws_container_of(sul, struct gw_core, trim_sul);
+
+	core->trim_armed = false;
+	core->trim_last = time_mono_ms();
+	core->nconns_peak = core->nconns;
+	malloc_trim(0);
+}
+
+void gw__conn_count_changed(struct gw_core *core)
+{
+	int64_t in;
+
+	if (core->nconns > core->nconns_peak)
+		core->nconns_peak = core->nconns;
+	if (core->trim_armed || core->timers_off || core->nconns_peak < GW_TRIM_PEAK_MIN ||
+	    core->nconns > core->nconns_peak / 4)
+		return;
+	in = core->trim_last + GW_TRIM_EVERY_MS - time_mono_ms();
+	if (in < GW_TRIM_DELAY_MS)
+		in = GW_TRIM_DELAY_MS;
+	core->trim_armed = true;
+	lws_sul_schedule(core->gw->lws, 0, &core->trim_sul, trim_cb, (lws_usec_t)in * 1000);
+}
+
+void gw__trim_stop(struct gw_core *core)
+{
+	if (core->trim_armed)
+		lws_sul_cancel(&core->trim_sul);
+	core->trim_armed = false;
+	core->timers_off = true;
 }

@@ -134,6 +134,7 @@ static int open_access_log(struct gw_core *core, const char *path, struct err **
 	if (!core->access)
 		return err_set_errno(err, "open access log '%s'", path);
 	core->access_owned = true;
+	setvbuf(core->access, NULL, _IOFBF, 65536); /* flushed by conn.c */
 	return 0;
 }
 
@@ -238,6 +239,8 @@ void gw_release(struct gw *gw)
 	if (gw->lws) {
 		core = lws_context_user(gw->lws);
 		gw__cred_sweep_stop(core);
+		gw__trim_stop(core);
+		gw__access_flush_stop(core);
 		lws_context_destroy(gw->lws);
 		gw->lws = NULL;
 		gw__ip_free(core); /* after the connections are gone */
@@ -287,6 +290,8 @@ int gw_serve(struct gw *gw, struct err **err)
 	gw->stopping = true;
 	log_info("stopping on signal %d", (int)gw_stop_signal);
 	gw__cred_sweep_stop(lws_context_user(gw->lws));
+	gw__trim_stop(lws_context_user(gw->lws));
+	gw__access_flush_stop(lws_context_user(gw->lws));
 	gw__proxy_pool_flush(lws_context_user(gw->lws));
 	sa.sa_handler = SIG_DFL;
 	sigaction(SIGTERM, &sa, NULL);
@@ -406,6 +411,7 @@ void gw__dispatch_hub(struct gw_conn *c, struct http_req *req)
 	int r;
 
 	c->st = GW_CS_HUB_WAIT;
+	gw__conn_auth_forget(c); /* hub requests may change roles: look up anew after */
 	r = auth_identify(gw->auth, gw->db, gw->cfg, req, c->ip, c->tls, &who, &err);
 	if (r < 0) {
 		answer_auth_error(c, req->path.encoded, err);
@@ -636,8 +642,8 @@ static bool proxy_precheck(struct gw_conn *c, struct http_req *req)
 	return true;
 }
 
-static void proxy_authorised(struct gw_conn *c, struct http_req *req, struct auth_ident *who,
-			     const char *user)
+static void proxy_authorised(struct gw_conn *c, struct http_req *req,
+			     const struct auth_ident *who, const char *user, bool fresh)
 {
 	struct gw *gw = c->core->gw;
 	const char *server = "";
@@ -647,7 +653,8 @@ static void proxy_authorised(struct gw_conn *c, struct http_req *req, struct aut
 	if (req->path.nseg >= 3 && gw_routes_get(gw->routes, user, req->path.seg[2]))
 		server = req->path.seg[2];
 	c->log_user = xstrdup(who->user);
-	gw__conn_set_cred(c, who);
+	if (fresh) /* a memo hit keeps the record (and timer) of its lookup */
+		gw__conn_set_cred(c, who);
 	if (!scope_ok(gw, who, user, server)) {
 		if (wants_html(req))
 			gw__conn_error(c, NULL, 403, false, "you may not access this server", NULL);
@@ -678,10 +685,10 @@ static void proxy_authorised(struct gw_conn *c, struct http_req *req, struct aut
 
 static void dispatch_proxy(struct gw_conn *c, struct http_req *req, const char *host_user)
 {
-	struct gw *gw = c->core->gw;
 	const char *user = req->path.seg[1];
-	struct auth_ident *who = NULL;
+	const struct auth_ident *who = NULL;
 	struct err *err = NULL;
+	bool fresh = false;
 	char *loc;
 	int r;
 
@@ -697,7 +704,7 @@ static void dispatch_proxy(struct gw_conn *c, struct http_req *req, const char *
 	}
 	if (!proxy_precheck(c, req))
 		return;
-	r = auth_identify(gw->auth, gw->db, gw->cfg, req, c->ip, c->tls, &who, &err);
+	r = gw__conn_identify(c, req, &who, &fresh, &err);
 	if (r < 0) {
 		answer_auth_error(c, req->ws_upgrade ? "/hub/api/" : req->path.encoded, err);
 		err_free(&err);
@@ -707,8 +714,7 @@ static void dispatch_proxy(struct gw_conn *c, struct http_req *req, const char *
 		answer_anonymous(c, req);
 		return;
 	}
-	proxy_authorised(c, req, who, user);
-	auth_ident_free(who);
+	proxy_authorised(c, req, who, user, fresh);
 }
 
 /* The plain-HTTP redirect listener: everything to public_url (never Host). */

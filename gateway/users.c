@@ -855,10 +855,33 @@ int users_token_revoke_server(struct db *db, int64_t user_id, const char *server
 	return users_step_done(db, st, "revoke server tokens", err);
 }
 
+/*
+ * Tokens touched lately, so that a busy token costs a write transaction
+ * at most once per USERS_TOKEN_TOUCH_MEMO_MS (the UPDATE's own condition
+ * only makes it a no-op, still taking the write lock). Direct-mapped by
+ * token id; a collision only costs an extra UPDATE. Event-loop thread.
+ */
+#define USERS_TOKEN_TOUCH_MEMO_MS 5000
+#define USERS_TOKEN_TOUCH_MEMO 256
+
+static struct {
+	const struct db *db;
+	int64_t id;
+	int64_t at;
+} users_touch_memo[USERS_TOKEN_TOUCH_MEMO];
+
 int users_token_touch(struct db *db, int64_t id, int64_t now, struct err **err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
+	size_t slot = (uint64_t)id % USERS_TOKEN_TOUCH_MEMO;
 
+	if (users_touch_memo[slot].db == db && users_touch_memo[slot].id == id &&
+	    now - users_touch_memo[slot].at >= 0 &&
+	    now - users_touch_memo[slot].at < USERS_TOKEN_TOUCH_MEMO_MS)
+		return 0;
+	users_touch_memo[slot].db = db;
+	users_touch_memo[slot].id = id;
+	users_touch_memo[slot].at = now;
 	if (db_prepare(db, &st, "UPDATE tokens SET last_activity = ?1 WHERE id = ?2"
 				" AND (last_activity IS NULL OR last_activity < ?1 - ?3)", err) < 0)
 		return -EIO;
