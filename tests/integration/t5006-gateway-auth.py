@@ -282,7 +282,10 @@ def auth8(tap):
         first401 = next((t for t, s in statuses if s in (401, 403)), None)
         tap.ok(all(s == 200 for t, s in statuses if t < 4.8) and first401 is not None and first401 <= 6.2,
                "AUTH-8 activity every ~1 s: 200 until the 5 s absolute limit, then 401", repr(statuses))
-        tap.ok(ws_closed_at is not None and 4.0 <= ws_closed_at <= 6.5,
+        # the loop notices a close up to ~1 s late (it polls every 0.9 s), and
+        # sanitizer builds on 2 loaded cores add more: the upper bound only has
+        # to show the socket ended near the limit, not much later
+        tap.ok(ws_closed_at is not None and 4.0 <= ws_closed_at <= 7.5,
                "AUTH-8 WebSocket closed at the absolute limit (%s s)" % (ws_closed_at and round(ws_closed_at, 1)))
     finally:
         gw.stop()
