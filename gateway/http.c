@@ -589,6 +589,13 @@ static int check_options(struct http_req *req, struct http_error *e)
 			req->ws_upgrade = true;
 		}
 	}
+	/*
+	 * After an upgrade request the bytes that follow are WebSocket frames
+	 * to the server but a body to anyone counting Content-Length: such a
+	 * request means two things at once (a desync found by t5009), so refuse it.
+	 */
+	if (req->ws_upgrade && req->content_length > 0)
+		return http__fail(e, 400, "a WebSocket upgrade cannot carry a body");
 	req->keep_alive = req->minor == 1 ? !close : (ka && !close);
 	return 0;
 }

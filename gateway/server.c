@@ -313,7 +313,12 @@ static void host_split(const struct http_req *req, struct host_info *h)
 	size_t n = req->host_len < sizeof(h->host) - 1 ? req->host_len : sizeof(h->host) - 1;
 	char *colon;
 
-	memcpy(h->host, req->host, n);
+	/* HTTP/1.0 requests may come without Host (host NULL): memcpy from
+	 * NULL is undefined even for 0 bytes (UBSan, found by t5009) */
+	if (req->host)
+		memcpy(h->host, req->host, n);
+	else
+		n = 0;
 	h->host[n] = '\0';
 	lower(h->host);
 	h->port[0] = '\0';

@@ -224,6 +224,11 @@ static const struct row opts[] = {
 	{ "upgrade h2c", R(GET_H "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
 				"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"), 400 },
 	{ "upgrade websocket", R(GET_H "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"), 0 },
+	/* both sides of the no-body rule for upgrades (t5009 desync) */
+	{ "upgrade, CL 0", R(GET_H "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+			     "Content-Length: 0\r\n\r\n"), 0 },
+	{ "upgrade, CL 16", R(GET_H "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+			      "Content-Length: 16\r\n\r\n"), 400 },
 };
 
 static void test_prx1_cl_te(void **state)
