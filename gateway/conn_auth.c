@@ -28,6 +28,7 @@
  */
 #define LOG_PREFIX "gateway/conn_auth: "
 
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,8 +213,11 @@ void gw_close_sessions_of(struct gw *gw, const char *auth_handle)
 	if (!gw->lws || !auth_handle || !*auth_handle)
 		return;
 	if (strncmp(auth_handle, "u:", 2) == 0) {
+		/* digits only: strtoll alone would take " 5" and "+5" */
+		if (!isdigit((unsigned char)auth_handle[2]))
+			return;
 		user_id = strtoll(auth_handle + 2, &end, 10);
-		if (end == auth_handle + 2 || *end || user_id <= 0)
+		if (*end || user_id <= 0)
 			return;
 	}
 	core = lws_context_user(gw->lws);

@@ -465,6 +465,85 @@ static void test_key_file(void **state)
 	free(p);
 }
 
+/* Reads tokens.last_activity straight from the table (-1 = NULL). */
+static int64_t token_last_activity(struct fx *fx, int64_t id)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = -2;
+
+	assert_int_equal(sqlite3_prepare_v2(db_handle(fx->db),
+					    "SELECT last_activity FROM tokens WHERE id = ?", -1, &st,
+					    NULL), SQLITE_OK);
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_type(st, 0) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static void token_forget_activity(struct fx *fx, int64_t id)
+{
+	char *sql = xasprintf("UPDATE tokens SET last_activity = NULL WHERE id = %lld",
+			      (long long)id);
+
+	assert_int_equal(db_exec(fx->db, sql, NULL), 0);
+	free(sql);
+}
+
+/*
+ * users_token_touch's in-memory throttle: within 5 s of a touch of the same
+ * token no UPDATE runs at all. To see the memo and not the UPDATE's own 60 s
+ * condition, last_activity is reset to NULL behind the memo's back (the SQL
+ * condition alone would then write).
+ */
+static void test_token_touch_throttle(void **state)
+{
+	struct fx *fx = *state;
+	struct users_token_spec spec = { .user_id = fx->alice };
+	/* far from the small times other tests use: the memo is static */
+	const int64_t t = 4000000000000;
+	int64_t id, id2;
+	char *tok = NULL, *sql;
+
+	assert_int_equal(users_token_create(fx->db, &fx->key, &spec, t - 1000, &tok, &id, NULL), 0);
+	free(tok);
+	assert_int_equal(users_token_create(fx->db, &fx->key, &spec, t - 1000, &tok, &id2, NULL), 0);
+	free(tok);
+	/* the memo is direct-mapped by id: give id2 the same slot as id */
+	sql = xasprintf("UPDATE tokens SET id = %lld WHERE id = %lld", (long long)(id + 256),
+			(long long)id2);
+	assert_int_equal(db_exec(fx->db, sql, NULL), 0);
+	free(sql);
+	id2 = id + 256;
+	assert_int_equal(token_last_activity(fx, id), -1);
+
+	assert_true(users_token_touch(fx->db, id, t, NULL) >= 0);
+	assert_true(token_last_activity(fx, id) == t);
+	token_forget_activity(fx, id);
+	/* inside the window: no write, although the row would accept one */
+	assert_true(users_token_touch(fx->db, id, t + 1000, NULL) >= 0);
+	assert_int_equal(token_last_activity(fx, id), -1);
+	assert_true(users_token_touch(fx->db, id, t + 4999, NULL) >= 0);
+	assert_int_equal(token_last_activity(fx, id), -1);
+	/* the memo is per token: another token (same memo slot) writes */
+	assert_true(users_token_touch(fx->db, id2, t + 1000, NULL) >= 0);
+	assert_true(token_last_activity(fx, id2) == t + 1000);
+	/* 5 s after the remembered touch: written again */
+	assert_true(users_token_touch(fx->db, id, t + 5000, NULL) >= 0);
+	assert_true(token_last_activity(fx, id) == t + 5000);
+	/* a new window starts at that touch */
+	token_forget_activity(fx, id);
+	assert_true(users_token_touch(fx->db, id, t + 9999, NULL) >= 0);
+	assert_int_equal(token_last_activity(fx, id), -1);
+	assert_true(users_token_touch(fx->db, id, t + 11000, NULL) >= 0);
+	assert_true(token_last_activity(fx, id) == t + 11000);
+	/* past the memo window the UPDATE's 60 s condition still rules */
+	assert_true(users_token_touch(fx->db, id, t + 17000, NULL) >= 0);
+	assert_true(token_last_activity(fx, id) == t + 11000);
+	assert_true(users_token_touch(fx->db, id, t + 71001, NULL) >= 0);
+	assert_true(token_last_activity(fx, id) == t + 71001);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -480,6 +559,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_auth_codes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_host_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_token_touch_throttle, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
