@@ -115,7 +115,7 @@ void log_hook_lws(void)
 
 static const char *const secret_marks[] = {
 	"token=", "authorization:", "cookie:", "set-cookie:", "bearer ",
-	"token ", "_xsrf=", "password=", "session=",
+	"token ", "_xsrf=", "password=", "session=", "code=",
 };
 
 /* Length of the secret-introducing marker at s, or 0. */

@@ -6,6 +6,7 @@
 #define LOG_PREFIX "gateway/api_users: "
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -400,6 +401,12 @@ void hub__api_user_delete(struct gw *gw, struct gw_conn *c, const struct gw_requ
 		err_set_http(&err, 400, EINVAL, "Cannot delete yourself!");
 	else if (r > 0 && scopes_check_admin_change(hub__acts_as_admin(req), u->admin, false, &err) == 0 &&
 		 drop_servers(gw, u->name, &err) == 0 && users_delete(gw->db, u->id, &err) >= 0) {
+		char handle[32];
+
+		/* sessions and tokens went with the row (ON DELETE CASCADE); the
+		 * connections they opened must end too */
+		snprintf(handle, sizeof(handle), "u:%lld", (long long)u->id);
+		gw_close_sessions_of(gw, handle);
 		db_audit(gw->db, req->who->user, "user.delete", u->name, NULL);
 		hub__send_empty(c, 204);
 	}

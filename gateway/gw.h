@@ -124,8 +124,13 @@ void gw_hub_not_running(struct gw *gw, struct gw_conn *c, const struct gw_reques
 void gw_hub_user_host(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
 		      const char *host_user);
 
-/* Closes every proxied WebSocket and keep-alive connection authenticated
- * as session/token id (logout, revocation, expiry: JH-11, TOK-6). */
+/*
+ * Closes every proxied WebSocket and keep-alive connection whose last
+ * credential was auth_handle: "s:<session id>", "t:<token id>", or
+ * "u:<user id>" for every connection of that user (logout, revocation,
+ * user deletion: JH-11, TOK-6). A connection waiting for a hub answer
+ * right now (the logout request itself) gets its answer, then closes.
+ */
 void gw_close_sessions_of(struct gw *gw, const char *auth_handle);
 
 /* HTML-escapes s (& < > " ' `) into a new string; caller frees. */

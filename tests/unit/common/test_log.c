@@ -28,6 +28,9 @@ static void test_log_redact_query_token(void **state)
 	/* what follows the secret survives */
 	assert_non_null(strstr(out, "&x=1 HTTP/1.1"));
 	assert_non_null(strstr(out, "GET /user/a/api?token="));
+	/* one-time setup and hand-off codes are credentials too */
+	assert_masked("GET /hub/oauth_callback?code=Zm9vYmFyYmF6&next=%2F", "Zm9vYmFyYmF6");
+	assert_masked("GET /hub/setup?code=c0de0123", "c0de0123");
 }
 
 static void test_log_redact_headers(void **state)
