@@ -38,12 +38,14 @@
 #include <sodium.h>
 
 #include "common/db.h"
+#include "common/err.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/conn_internal.h"
+#include "gateway/users.h"
 
 #define GW_CRED_RECHECK_MS 30000      /* database re-check of every credential */
 #define GW_CRED_LOOKUPS_PER_TICK 128  /* bounded database work per sweep */
@@ -230,34 +232,26 @@ void gw_close_sessions_of(struct gw *gw, const char *auth_handle)
 /* ---- database re-check ---- */
 
 /*
- * NEEDSWORK(users.c): these two queries belong in users.c
- * (requested in notes/core2.md as users_session_state/users_token_state).
- * Returns 1 alive (*next_check set), 0 dead, < 0 database error.
+ * Is the credential behind handle still good, and when must it be looked
+ * at again? Returns 1 alive (*next_check set), 0 dead, < 0 database error
+ * (the caller logs it and retries).
  */
 static int cred_lookup(struct gw_core *core, const char *handle, int64_t now,
 		       int64_t *next_check)
 {
 	const struct gw_cfg *cfg = core->gw->cfg;
-	bool session = handle[0] == 's';
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	int64_t t, idle = cfg->session_idle_timeout;
-	int rc;
+	bool session = handle[0] == 's', locked = false;
+	int64_t t = 0, idle = cfg->session_idle_timeout;
+	struct err *err = NULL;
+	int r;
 
-	if (db_prepare(core->gw->db, &st, session ?
-		       "SELECT s.last_seen, u.locked FROM sessions s JOIN users u"
-		       " ON u.id = s.user_id WHERE s.id = ?" :
-		       "SELECT t.expires_at, u.locked FROM tokens t JOIN users u"
-		       " ON u.id = t.user_id WHERE t.id = ?", NULL) < 0)
+	r = users_cred_state(core->gw->db, session, strtoll(handle + 2, NULL, 10), &t, &locked,
+			     &err);
+	err_free(&err);
+	if (r < 0)
 		return -1;
-	sqlite3_bind_int64(st, 1, strtoll(handle + 2, NULL, 10));
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
+	if (r == 0 || locked)
 		return 0;
-	if (rc != SQLITE_ROW)
-		return -1;
-	t = sqlite3_column_int64(st, 0);
-	if (sqlite3_column_int64(st, 1))
-		return 0; /* locked */
 	*next_check = now + GW_CRED_RECHECK_MS;
 	if (!session)
 		return !(t && t <= now);

@@ -1207,3 +1207,26 @@ int users_setup_code_consume(struct db *db, const char *code, int64_t now,
 	*user_id_out = sqlite3_column_int64(st, 0);
 	return 1;
 }
+
+int users_cred_state(struct db *db, bool is_session, int64_t id, int64_t *t, bool *locked,
+		     struct err **err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (db_prepare(db, &st, is_session ?
+		       "SELECT s.last_seen, u.locked FROM sessions s JOIN users u"
+		       " ON u.id = s.user_id WHERE s.id = ?" :
+		       "SELECT t.expires_at, u.locked FROM tokens t JOIN users u"
+		       " ON u.id = t.user_id WHERE t.id = ?", err) < 0)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return err_set(err, EIO, "credential state: %s", sqlite3_errmsg(db_handle(db)));
+	*t = sqlite3_column_int64(st, 0);
+	*locked = sqlite3_column_int64(st, 1) != 0;
+	return 1;
+}

@@ -221,6 +221,14 @@ int users_session_lookup(struct db *db, const char *sid, int64_t now, int64_t id
 /* last_seen = now, written at most once per second per session; a host
  * session's activity also keeps its hub session (parent) alive. */
 int users_session_touch(struct db *db, int64_t id, int64_t now, struct err **err);
+/*
+ * State of a live credential for re-checking open connections
+ * (gateway/conn_auth.c): for a session (is_session) its last_seen, for a
+ * token its expires_at (0 = never); *locked when its user is locked.
+ * Returns 1 found, 0 gone (deleted, revoked), < 0 database error.
+ */
+int users_cred_state(struct db *db, bool is_session, int64_t id, int64_t *t, bool *locked,
+		     struct err **err);
 /* 1 deleted, 0 not found. */
 int users_session_delete(struct db *db, int64_t id, struct err **err);
 /* Deletes every session of user_id; count >= 0. */
