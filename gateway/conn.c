@@ -414,7 +414,8 @@ int gw__conn_queue(struct gw_conn *c, const void *p, size_t n)
 		return -1;
 	}
 	c->bytes_out += n;
-	lws_callback_on_writable(c->wsi);
+	if (!c->out_batch)
+		lws_callback_on_writable(c->wsi);
 	return 0;
 }
 
@@ -530,10 +531,25 @@ static int conn_flush(struct gw_conn *c)
 		if (lws_write(c->wsi, c->core->wbuf + LWS_PRE, n, LWS_WRITE_RAW) < (int)n)
 			return -1;
 		buf_consume(&c->out, n);
-		if (lws_send_pipe_choked(c->wsi))
+		/* choked costs a poll(): only ask when more is waiting */
+		if (c->out.len && lws_send_pipe_choked(c->wsi))
 			break;
 	}
 	return 0;
+}
+
+void gw__conn_flush_now(struct gw_conn *c)
+{
+	if (!c->wsi)
+		return;
+	/* a failed write leaves out as it was: the writeable callback fails
+	 * again and closes the socket */
+	if (c->out.len && !lws_partial_buffered(c->wsi) && conn_flush(c) < 0) {
+		lws_callback_on_writable(c->wsi);
+		return;
+	}
+	if (c->out.len || c->resp_done || c->close_after)
+		lws_callback_on_writable(c->wsi);
 }
 
 int gw__conn_writeable(struct gw_conn *c)

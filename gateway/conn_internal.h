@@ -168,6 +168,7 @@ struct gw_conn {
 	bool close_after;               /* close once out is flushed */
 	bool flushing_close;            /* last bytes handed to lws */
 	bool resp_done;                 /* whole response is in out */
+	bool out_batch;                 /* queue only: gw__conn_flush_now follows */
 	bool lws_timeout_cleared;       /* lws's TLS-accept timeout removed */
 	unsigned nreq;
 	/* the current exchange */
@@ -211,8 +212,17 @@ void gw__conn_kill(struct gw_conn *c);
 void gw__conn_update_rx(struct gw_conn *c);
 /* Runs the state machine over buffered input. */
 void gw__conn_process(struct gw_conn *c);
-/* Queues bytes for the client and asks for a writeable callback. */
+/* Queues bytes for the client and asks for a writeable callback (unless
+ * c->out_batch: then the caller runs gw__conn_flush_now afterwards). */
 int gw__conn_queue(struct gw_conn *c, const void *p, size_t n);
+/*
+ * Writes what c->out holds at once when lws holds no unsent remainder for
+ * the socket (saves a poll round trip per hop), then asks for a writeable
+ * callback when bytes remain or the exchange has more to do (finish,
+ * close). Order is kept: c->out only empties through lws_write, and lws
+ * appends to its own remainder.
+ */
+void gw__conn_flush_now(struct gw_conn *c);
 /* A local error answer: JSON for API paths, text otherwise; close for framing. */
 void gw__conn_error(struct gw_conn *c, const char *path, int status, bool close,
 		    const char *msg, const char *extra_header);

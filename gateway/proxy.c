@@ -184,6 +184,7 @@ static void build_request(struct buf *b, const struct gw_conn *c, const struct h
 /* ---- upstream socket lifetime ---- */
 
 static void up_timer_cb(lws_sorted_usec_list_t *sul);
+static void up_kick(struct gw_up *up, const struct gw_conn *c);
 
 static void up_set_timer(struct gw_up *up, int64_t ms)
 {
@@ -419,8 +420,7 @@ void gw__proxy_start(struct gw_conn *c, const struct http_req *req, const struct
 		gw__conn_body_timer(c, c->in.len);
 	}
 	touch(c);
-	if (up->st == UP_ACTIVE)
-		lws_callback_on_writable(up->wsi);
+	up_kick(up, c);
 	up_update_rx(up);
 }
 
@@ -460,8 +460,7 @@ void gw__proxy_pump(struct gw_conn *c)
 	/* a failed frame check detaches up (still allocated: up_close never frees) */
 	if (c->up == up && up->out.len != before) {
 		touch(c);
-		if (up->st == UP_ACTIVE)
-			lws_callback_on_writable(up->wsi);
+		up_kick(up, c);
 	}
 }
 
@@ -773,6 +772,26 @@ static void parse_head(struct gw_up *up)
 	free(resp);
 }
 
+static void up_rx_dispatch(struct gw_up *up, const char *p, size_t n)
+{
+	if (up->tunnel) {
+		gw__ws_from_upstream(up, p, n);
+	} else if (!up->head_done) {
+		if (buf_append(&up->in, p, n) < 0) {
+			bad_gateway(up, "response head too large");
+			return;
+		}
+		parse_head(up);
+	} else {
+		feed_body(up, p, n);
+	}
+}
+
+/*
+ * Bytes from the upstream. What they produce for the client is collected
+ * (c->out_batch) and written at once at the end, in one write when the
+ * client socket takes it, instead of waiting for a writeable callback.
+ */
 static int up_rx(struct gw_up *up, const char *p, size_t n)
 {
 	struct gw_conn *c = up->c;
@@ -785,17 +804,12 @@ static int up_rx(struct gw_up *up, const char *p, size_t n)
 		up->replay = NULL;
 	}
 	touch(c);
-	if (up->tunnel) {
-		gw__ws_from_upstream(up, p, n);
-	} else if (!up->head_done) {
-		if (buf_append(&up->in, p, n) < 0) {
-			bad_gateway(up, "response head too large");
-			return 0;
-		}
-		parse_head(up);
-	} else {
-		feed_body(up, p, n);
-	}
+	gw_conn_ref(c); /* up may let go of c below */
+	c->out_batch = true;
+	up_rx_dispatch(up, p, n);
+	c->out_batch = false;
+	gw__conn_flush_now(c);
+	gw_conn_unref(c);
 	if (up->c)
 		up_update_rx(up);
 	return 0;
@@ -815,10 +829,43 @@ static int up_connected(struct gw_up *up)
 	return 0;
 }
 
-static int up_writeable(struct gw_up *up)
+/* Writes up to a few chunks of up->out while the socket takes them. */
+static int up_flush(struct gw_up *up)
 {
 	size_t n;
 
+	for (int i = 0; i < 8 && up->out.len; i++) {
+		n = up->out.len < GW_WRITE_CHUNK ? up->out.len : GW_WRITE_CHUNK;
+		memcpy(up->core->wbuf + LWS_PRE, up->out.data, n);
+		if (lws_write(up->wsi, up->core->wbuf + LWS_PRE, n, LWS_WRITE_RAW) < (int)n)
+			return -1;
+		buf_consume(&up->out, n);
+		/* choked costs a poll(): only ask when more is waiting */
+		if (up->out.len && lws_send_pipe_choked(up->wsi))
+			break;
+	}
+	return 0;
+}
+
+/*
+ * up->out grew while serving the client: write at once when the upstream
+ * is connected and lws holds no unsent remainder for it (saves a poll
+ * round trip), else (or for what is left, or client bytes that did not fit
+ * yet) wait for the writeable callback. A failed write is left to that
+ * callback, which fails again and closes the socket (up_closed tells c).
+ */
+static void up_kick(struct gw_up *up, const struct gw_conn *c)
+{
+	if (up->st != UP_ACTIVE)
+		return; /* the connect completion writes */
+	if (!lws_partial_buffered(up->wsi) && up_flush(up) == 0 && !up->out.len &&
+	    !c->in.len)
+		return;
+	lws_callback_on_writable(up->wsi);
+}
+
+static int up_writeable(struct gw_up *up)
+{
 	if (up->st == UP_CONNECTING && up_connected(up) < 0) {
 		if (up->c)
 			gw__conn_error(up->c, up->c->log_path, 502, false, "server not reachable",
@@ -826,15 +873,8 @@ static int up_writeable(struct gw_up *up)
 		up_close(up);
 		return 0;
 	}
-	for (int i = 0; i < 8 && up->out.len; i++) {
-		n = up->out.len < GW_WRITE_CHUNK ? up->out.len : GW_WRITE_CHUNK;
-		memcpy(up->core->wbuf + LWS_PRE, up->out.data, n);
-		if (lws_write(up->wsi, up->core->wbuf + LWS_PRE, n, LWS_WRITE_RAW) < (int)n)
-			return -1;
-		buf_consume(&up->out, n);
-		if (lws_send_pipe_choked(up->wsi))
-			break;
-	}
+	if (up_flush(up) < 0)
+		return -1;
 	if (up->out.len)
 		lws_callback_on_writable(up->wsi);
 	if (up->c)
