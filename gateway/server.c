@@ -193,6 +193,21 @@ static int create_listeners(struct gw *gw, struct gw_core *core, struct err **er
 	return 0;
 }
 
+/* Frees what gw_init allocated for core (the lws context is gone or was
+ * never made). */
+static void core_free(struct gw_core *core)
+{
+	if (core->access_owned)
+		fclose(core->access);
+	free(core->public_scheme);
+	free(core->public_authority);
+	free(core->public_host);
+	free(core->public_port_sfx);
+	free(core->public_origin);
+	free(core->listen_host);
+	free(core);
+}
+
 int gw_init(struct gw *gw, struct err **err)
 {
 	struct lws_context_creation_info info;
@@ -221,14 +236,7 @@ int gw_init(struct gw *gw, struct err **err)
 	return 0;
 fail:
 	/* no context to hang core on yet */
-	if (core->access_owned)
-		fclose(core->access);
-	free(core->public_scheme);
-	free(core->public_authority);
-	free(core->public_host);
-	free(core->public_port_sfx);
-	free(core->public_origin);
-	free(core);
+	core_free(core);
 	return -1;
 }
 
@@ -244,15 +252,7 @@ void gw_release(struct gw *gw)
 		lws_context_destroy(gw->lws);
 		gw->lws = NULL;
 		gw__ip_free(core); /* after the connections are gone */
-		if (core->access_owned)
-			fclose(core->access);
-		free(core->public_scheme);
-		free(core->public_authority);
-		free(core->public_host);
-		free(core->public_port_sfx);
-		free(core->public_origin);
-		free(core->listen_host);
-		free(core);
+		core_free(core);
 	}
 	gw_routes_free(gw->routes);
 	gw->routes = NULL;
