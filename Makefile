@@ -112,6 +112,7 @@ complexity:
 
 bench: all
 	bench/proxy
+	bench/spawn
 
 clean:
 	rm -rf build build-san
