@@ -436,7 +436,7 @@ static int strlist_from_json(const struct cfg_entry *e, void *f,
 	v = xcalloc(n + 1, sizeof(*v));
 	cJSON_ArrayForEach(el, j)
 		v[i++] = xstrdup(el->valuestring);
-	json_strv_free(*p);
+	xstrv_free(*p);
 	*p = v;
 	return 0;
 }
@@ -450,7 +450,7 @@ static int strlist_from_str(const struct cfg_entry *e, void *f, const char *s,
 	int r;
 
 	if (*s != '[') {
-		json_strv_free(*p);
+		xstrv_free(*p);
 		*p = strlist_split(s);
 		return 0;
 	}
@@ -483,7 +483,7 @@ static void strlist_release(void *f)
 {
 	char ***p = f;
 
-	json_strv_free(*p);
+	xstrv_free(*p);
 	*p = NULL;
 }
 

@@ -214,24 +214,6 @@ int json_get_string_array(const cJSON *o, const char *field, bool required,
 	return 1;
 }
 
-void json_strv_free(char **v)
-{
-	if (!v)
-		return;
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
-}
-
-size_t json_strv_len(char *const *v)
-{
-	size_t n = 0;
-
-	while (v && v[n])
-		n++;
-	return n;
-}
-
 /* cJSON allocates with malloc, but our callers free with free(): the same. */
 char *json_print(const cJSON *o)
 {

@@ -18,6 +18,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/xalloc.h" /* xstrv_free() for string arrays */
+
 struct err;
 
 /* Returns 1 stored, 0 absent (optional), < 0 on error. *out is borrowed. */
@@ -33,16 +35,11 @@ int json_get_bool(const cJSON *o, const char *field, bool required,
 
 /*
  * Array of strings. *out becomes an owned NULL-terminated array (free with
- * json_strv_free()); an existing *out is not freed.
+ * xstrv_free()); an existing *out is not freed.
  */
 int json_get_string_array(const cJSON *o, const char *field, bool required,
 			  char ***out, struct err **err);
 
-/* Frees a NULL-terminated string array (NULL is fine). */
-void json_strv_free(char **v);
-
-/* Number of entries in a NULL-terminated string array (0 for NULL). */
-size_t json_strv_len(char *const *v);
 
 /* true when s[0..len) is well-formed UTF-8 (no overlongs, surrogates, > U+10FFFF). */
 bool json_utf8_valid(const char *s, size_t len);

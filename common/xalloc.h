@@ -21,6 +21,12 @@ char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
+/* NULL-terminated string vectors (argv, env, JSON string arrays, names):
+ * frees each string and the vector; NULL-safe. */
+void xstrv_free(char **v);
+/* Number of strings before the NULL; 0 for NULL. */
+size_t xstrv_len(char *const *v);
+
 /* Returns *p and sets *p to NULL: hands ownership over (bwrap steal_pointer). */
 #define steal_ptr(pp) ({ __typeof__(*(pp)) _p = *(pp); *(pp) = NULL; _p; })
 /* Returns *fd and sets *fd to -1. */

@@ -110,7 +110,7 @@ bool hub__allow(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
 const char *hub__who_name(const struct gw_request *req);
 /* True when the caller is an admin user. */
 bool hub__who_admin(const struct gw_request *req);
-/* Groups of user `name` (NULL-terminated, users_strv_free), or NULL. */
+/* Groups of user `name` (NULL-terminated, xstrv_free), or NULL. */
 char **hub__user_groups(struct gw *gw, const char *name);
 
 /* ---- parsing (hub.c) ---- */

@@ -37,7 +37,7 @@ static cJSON *group_model(struct gw *gw, const char *name, struct err **err)
 	for (i = 0; members && members[i]; i++)
 		cJSON_AddItemToArray(users, cJSON_CreateString(members[i]));
 	cJSON_AddItemToObject(j, "properties", cJSON_CreateObject());
-	users_strv_free(members);
+	xstrv_free(members);
 	return j;
 }
 
@@ -100,7 +100,7 @@ void hub__api_groups_list(struct gw *gw, struct gw_conn *c, const struct gw_requ
 			break;
 		cJSON_AddItemToArray(a, j);
 	}
-	users_strv_free(names);
+	xstrv_free(names);
 	if (err) {
 		cJSON_Delete(a);
 		hub__send_err(c, &err);
@@ -140,7 +140,7 @@ static int apply_users(struct gw *gw, const char *group, const cJSON *body, bool
 		free(norm);
 		norm = NULL;
 	}
-	json_strv_free(users);
+	xstrv_free(users);
 	return r < 0 ? r : 0;
 }
 

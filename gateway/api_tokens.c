@@ -135,7 +135,7 @@ static int requested_scopes(const cJSON *body, char **out, struct err **err)
 	*out = NULL;
 	if (json_get_string_array(body, "scopes", false, &scopes, err) < 0 ||
 	    json_get_string_array(body, "roles", false, &roles, err) < 0) {
-		json_strv_free(scopes);
+		xstrv_free(scopes);
 		return -1;
 	}
 	buf_init(&b, 65536);
@@ -148,8 +148,8 @@ static int requested_scopes(const cJSON *body, char **out, struct err **err)
 		else
 			buf_appendf(&b, "%s%s", b.len ? " " : "", role);
 	}
-	json_strv_free(scopes);
-	json_strv_free(roles);
+	xstrv_free(scopes);
+	xstrv_free(roles);
 	if (r == 0 && (scopes || roles))
 		*out = buf_detach(&b, NULL);
 	buf_release(&b);

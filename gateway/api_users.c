@@ -96,7 +96,7 @@ static cJSON *user_model_of(struct gw *gw, const struct gw_request *req,
 	cJSON_AddItemToObject(j, "last_activity", hub__iso_time(u->last_activity));
 	cJSON_AddNullToObject(j, "auth_state");
 	add_servers(gw, req, u->name, j);
-	users_strv_free(groups);
+	xstrv_free(groups);
 	return j;
 }
 
@@ -179,7 +179,7 @@ void hub__api_users_list(struct gw *gw, struct gw_conn *c, const struct gw_reque
 			err_free(&err);
 		ok = scopes_allow(req->who->scopes, "list:users", v[i]->name, NULL,
 				  (const char *const *)groups);
-		users_strv_free(groups);
+		xstrv_free(groups);
 		if (ok)
 			cJSON_AddItemToArray(a, user_model_of(gw, req, v[i]));
 	}
@@ -247,7 +247,7 @@ void hub__api_users_create(struct gw *gw, struct gw_conn *c, const struct gw_req
 		if (!err && cJSON_GetArraySize(out) == 0)
 			err_set_http(&err, 409, EEXIST, "All %zu users already exist", i);
 	}
-	json_strv_free(names);
+	xstrv_free(names);
 	if (err) {
 		cJSON_Delete(out);
 		hub__send_err(c, &err);

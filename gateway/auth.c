@@ -95,7 +95,7 @@ void auth_ident_free(struct auth_ident *id)
 	if (!id)
 		return;
 	free(id->user);
-	users_strv_free(id->groups);
+	xstrv_free(id->groups);
 	scopes_free(id->scopes);
 	free(id->server_name);
 	free(id);

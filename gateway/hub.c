@@ -274,7 +274,7 @@ bool hub__allow(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
 			groups = hub__user_groups(gw, user);
 			ok = scopes_allow(req->who->scopes, needed, user, server,
 					  (const char *const *)groups);
-			users_strv_free(groups);
+			xstrv_free(groups);
 		}
 	}
 	if (ok)

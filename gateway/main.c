@@ -297,7 +297,7 @@ static int print_strv(char **v)
 {
 	for (size_t i = 0; v && v[i]; i++)
 		printf("%s\n", v[i]);
-	users_strv_free(v);
+	xstrv_free(v);
 	return 0;
 }
 
@@ -318,7 +318,7 @@ static int cmd_group_members(struct cli *cli, struct err **err)
 	if (r < 0)
 		return r;
 	if (users_group_exists(cli->db, cli->argv[0], err) == 0) {
-		users_strv_free(v);
+		xstrv_free(v);
 		return err_set(err, ENOENT, "no such group '%s'", cli->argv[0]);
 	}
 	return print_strv(v);

@@ -523,7 +523,7 @@ static bool scope_ok(struct gw *gw, const struct auth_ident *who, const char *us
 	groups = hub__user_groups(gw, user);
 	ok = scopes_allow(who->scopes, "access:servers", user, server,
 			  (const char *const *)groups);
-	users_strv_free(groups);
+	xstrv_free(groups);
 	return ok;
 }
 

@@ -83,27 +83,11 @@ static int users_collect_strv(struct db *db, sqlite3_stmt *st, char ***out,
 		v[n] = NULL;
 	}
 	if (rc != SQLITE_DONE) {
-		users_strv_free(v);
+		xstrv_free(v);
 		return users_db_err(db, "read list", err);
 	}
 	*out = v;
 	return 0;
-}
-
-void users_strv_free(char **v)
-{
-	for (size_t i = 0; v && v[i]; i++)
-		free(v[i]);
-	free(v);
-}
-
-size_t users_strv_len(char *const *v)
-{
-	size_t n = 0;
-
-	while (v && v[n])
-		n++;
-	return n;
 }
 
 /* ---- names ---- */

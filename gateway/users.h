@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/xalloc.h" /* xstrv_free() for name lists */
+
 struct db;
 struct err;
 
@@ -37,9 +39,6 @@ int users_normalize_name(const char *in, char **out, struct err **err);
 /* Same rules for a server name, 0..64 bytes ("" = the default server). */
 int users_normalize_server_name(const char *in, char **out, struct err **err);
 
-/* NULL-terminated string vector helpers. NULL ok. */
-void users_strv_free(char **v);
-size_t users_strv_len(char *const *v);
 
 /* ---- users ---- */
 
@@ -87,7 +86,7 @@ int users_group_create(struct db *db, const char *name, int64_t now, int64_t *id
 		       struct err **err);
 /* 1 deleted, 0 not found. Memberships go with it. */
 int users_group_delete(struct db *db, const char *name, struct err **err);
-/* Group names ordered by name, NULL-terminated; users_strv_free(). */
+/* Group names ordered by name, NULL-terminated; xstrv_free(). */
 int users_group_list(struct db *db, char ***out, struct err **err);
 /* 1 exists, 0 not. */
 int users_group_exists(struct db *db, const char *name, struct err **err);

@@ -178,7 +178,7 @@ static char *resolve_cmd(const char *name, struct err **err)
 		       name), NULL;
 }
 
-/* The expanded argv, NULL-ended; caller frees with strv_free(). */
+/* The expanded argv, NULL-ended; caller frees with xstrv_free(). */
 static char **process_build_argv(const char *const *cmd, const struct process_vars *v,
 				 struct err **err)
 {
@@ -205,13 +205,6 @@ static char **process_build_argv(const char *const *cmd, const struct process_va
 		argv[0] = abs;
 	}
 	return argv;
-}
-
-static void strv_free(char **v)
-{
-	for (size_t i = 0; v && v[i]; i++)
-		free(v[i]);
-	free(v);
 }
 
 /* Appends "K=V" to env (n entries), replacing an earlier entry with key K. */
@@ -244,7 +237,7 @@ static size_t strv_len(const char *const *v)
 /*
  * The child's environment: a fixed minimal base, then the gateway's
  * per-server env (tokens), then cfg->server_env; later entries win.
- * Never the gateway's own environment. Caller frees with strv_free().
+ * Never the gateway's own environment. Caller frees with xstrv_free().
  */
 static char **process_build_env(const struct spawner_cfg *cfg, const struct spawner_server *srv)
 {
@@ -753,8 +746,8 @@ static int process_start(struct spawner *sp, struct spawner_server *srv, struct 
 	rc = launch(sp, srv, argv, env, &pid, err);
 	if (rc == 0)
 		log_info("'%s' started pid %d: '%s' (unsandboxed)", srv->slug, (int)pid, argv[0]);
-	strv_free(argv);
-	strv_free(env);
+	xstrv_free(argv);
+	xstrv_free(env);
 	if (rc < 0)
 		return rc;
 	ps = proc_server_new(sp, srv, pid, proc_start_time(pid), true);

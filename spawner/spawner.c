@@ -19,13 +19,6 @@
 
 /* ---- small helpers ---- */
 
-static void strv_free(char **v)
-{
-	for (size_t i = 0; v && v[i]; i++)
-		free(v[i]);
-	free(v);
-}
-
 static char **strv_dup(const char *const *v)
 {
 	size_t n = 0;
@@ -149,7 +142,7 @@ static void server_free(struct spawner *sp, struct spawner_server *srv)
 	free(srv->home);
 	free(srv->run_dir);
 	free(srv->base_url);
-	strv_free(srv->env);
+	xstrv_free(srv->env);
 	free(srv->user_options);
 	free(srv->message);
 	free(srv);
@@ -521,7 +514,7 @@ int spawner_server_start(struct spawner *sp, int64_t user_id, const char *user,
 	    check_startable(srv, err) < 0)
 		return err_wrap(err, "start server");
 	replace_str(&srv->user_options, user_options_json ? user_options_json : "{}");
-	strv_free(srv->env);
+	xstrv_free(srv->env);
 	srv->env = strv_dup(env);
 	srv->started_ms = time_now_ms();
 	srv->last_activity_ms = srv->started_ms;

@@ -109,7 +109,7 @@ static void test_cfg_defaults(void **state)
 	assert_int_equal(c->size, 16384);
 	assert_int_equal(c->timeout, 10000);
 	assert_int_equal(c->mode, 1);
-	assert_int_equal(json_strv_len(c->list), 2);
+	assert_int_equal(xstrv_len(c->list), 2);
 	assert_string_equal(c->list[1], "b");
 	assert_string_equal(c->password, "");
 	assert_int_equal(cfg_validate(tab, c, &e), 0);
@@ -132,7 +132,7 @@ static void test_cfg_file(void **state)
 	assert_int_equal(c->size, 1 << 20);
 	assert_int_equal(c->timeout, 500);
 	assert_int_equal(c->mode, 0);
-	assert_int_equal(json_strv_len(c->list), 3);
+	assert_int_equal(xstrv_len(c->list), 3);
 	assert_string_equal(c->list[1], "q,r");
 }
 
@@ -224,7 +224,7 @@ static void test_cfg_env_override(void **state)
 	assert_int_equal(c->count, 9);            /* env beats file */
 	assert_string_equal(c->name, "file");     /* file beats default */
 	assert_int_equal(c->size, 2ULL << 30);
-	assert_int_equal(json_strv_len(c->list), 3);
+	assert_int_equal(xstrv_len(c->list), 3);
 	assert_false(c->flag);
 	unsetenv("TCFG_COUNT");
 	unsetenv("TCFG_SIZE");
@@ -252,7 +252,7 @@ static void test_cfg_env_list_json(void **state)
 	setenv("TCFG_LIST", "[\"a,b\",\"c\"]", 1);
 	assert_int_equal(cfg_load_env(tab, c, "TCFG_", &e), 0);
 	unsetenv("TCFG_LIST");
-	assert_int_equal(json_strv_len(c->list), 2);
+	assert_int_equal(xstrv_len(c->list), 2);
 	assert_string_equal(c->list[0], "a,b");
 }
 

@@ -140,15 +140,15 @@ static void test_json_string_array(void **state)
 	char **arr = NULL;
 
 	assert_int_equal(json_get_string_array(o, "g", true, &arr, NULL), 1);
-	assert_int_equal(json_strv_len(arr), 2);
+	assert_int_equal(xstrv_len(arr), 2);
 	assert_string_equal(arr[1], "b");
 	assert_null(arr[2]);
-	json_strv_free(arr);
+	xstrv_free(arr);
 	arr = NULL;
 	assert_int_equal(json_get_string_array(o, "e", true, &arr, NULL), 1);
 	assert_non_null(arr);
 	assert_null(arr[0]);
-	json_strv_free(arr);
+	xstrv_free(arr);
 	cJSON_Delete(o);
 }
 

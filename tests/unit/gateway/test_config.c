@@ -108,8 +108,8 @@ static void test_config_defaults_valid(void **state)
 	assert_string_equal(c.server_cmd[0], "/usr/bin/python3");
 	assert_string_equal(c.server_cmd[2], "notebook");
 	assert_string_equal(c.server_cmd[3], "--NotebookApp.sock={sock}");
-	assert_int_equal(json_strv_len(c.server_cmd), 12);
-	assert_int_equal(json_strv_len(c.server_env), 0);
+	assert_int_equal(xstrv_len(c.server_cmd), 12);
+	assert_int_equal(xstrv_len(c.server_env), 0);
 	gw_cfg_free(&c);
 	assert_null(c.listen);
 }

@@ -148,12 +148,12 @@ static void test_groups(void **state)
 	assert_true(users_in_group_cb(fx->db, "alice", "g1"));
 	assert_false(users_in_group_cb(fx->db, "alice", "g2"));
 	assert_int_equal(users_groups_of(fx->db, fx->alice, &v, NULL), 0);
-	assert_int_equal(users_strv_len(v), 1);
+	assert_int_equal(xstrv_len(v), 1);
 	assert_string_equal(v[0], "g1");
-	users_strv_free(v);
+	xstrv_free(v);
 	assert_int_equal(users_group_members(fx->db, "g1", &v, NULL), 1);
 	assert_string_equal(v[0], "alice");
-	users_strv_free(v);
+	xstrv_free(v);
 	assert_int_equal(users_group_remove(fx->db, "g1", "alice", NULL), 1);
 	assert_false(users_in_group_cb(fx->db, "alice", "g1"));
 	assert_int_equal(users_group_delete(fx->db, "g1", NULL), 1);

@@ -71,7 +71,7 @@ static void test_process_build_argv_one_element_each(void **state)
 	assert_string_equal(argv[4], "a;touch /tmp/pwn");
 	assert_string_equal(argv[5], "bob smith");
 	assert_null(argv[6]);
-	strv_free(argv);
+	xstrv_free(argv);
 }
 
 static void test_process_build_argv_paths(void **state)
@@ -87,7 +87,7 @@ static void test_process_build_argv_paths(void **state)
 	assert_non_null(argv);
 	assert_true(argv[0][0] == '/');
 	assert_non_null(strstr(argv[0], "/sh"));
-	strv_free(argv);
+	xstrv_free(argv);
 	assert_null(process_build_argv(rel, &vars, &e));
 	assert_int_equal(e->code, EINVAL);
 	err_free(&e);
@@ -145,7 +145,7 @@ static void test_process_env_built_from_scratch(void **state)
 	while (env[n])
 		n++;
 	assert_int_equal(n, 9);
-	strv_free(env);
+	xstrv_free(env);
 	unsetenv("NBGATE_GATEWAY_SECRET");
 }
 
