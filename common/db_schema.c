@@ -99,9 +99,28 @@ static const char migration_2[] =
 	"ALTER TABLE sessions ADD COLUMN host TEXT;"
 	"CREATE INDEX sessions_parent ON sessions(parent_id);";
 
+/*
+ * Sandboxed local servers (issue 3): exclusive GPU allocations, one row
+ * per device node held by a server (freed when it stops or fails, kept
+ * across a gateway restart so adoption re-derives them), and the launch
+ * profile / server type of each server so that quotas and routes survive
+ * a restart.
+ */
+static const char migration_3[] =
+	"CREATE TABLE gpu_allocations ("
+	" device TEXT PRIMARY KEY,"
+	" server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,"
+	" gpu_index INTEGER NOT NULL,"
+	" allocated INTEGER NOT NULL);"
+	"CREATE INDEX gpu_allocations_server ON gpu_allocations(server_id);"
+	"ALTER TABLE servers ADD COLUMN profile TEXT;"
+	"ALTER TABLE servers ADD COLUMN server_type TEXT;"
+	"ALTER TABLE servers ADD COLUMN strip_prefix INTEGER NOT NULL DEFAULT 0;";
+
 const char *const db__migrations[] = {
 	migration_1,
 	migration_2,
+	migration_3,
 };
 
 const int db__migration_count =

@@ -72,11 +72,11 @@ static int proc_child_stdio(const int src_in[3], int devnull)
 	return 0;
 }
 
-/* Child after fork: close everything >= 3 except keep (CLOEXEC anyway). */
-static void proc_child_close_fds(int keep)
+/* Child after fork: close everything >= lo except keep (CLOEXEC anyway). */
+static void proc_child_close_fds(int lo, int keep)
 {
-	if (keep > 3)
-		close_range(3, (unsigned)keep - 1, 0);
+	if (keep > lo)
+		close_range((unsigned)lo, (unsigned)keep - 1, 0);
 	if (close_range((unsigned)keep + 1, ~0U, 0) < 0) {
 		/* pre-5.9 kernel: bounded fallback */
 		for (int fd = keep + 1; fd < 4096; fd++)
@@ -98,28 +98,46 @@ static void proc_child_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-static void __attribute__((noreturn))
-proc_child(const struct proc_opts *o, int errfd, int devnull)
+/*
+ * Child after fork: installs stdio and, when asked, fd 3; errfd is moved
+ * above every fd being installed first. Returns the (moved) errfd.
+ */
+static int proc_child_fds(const struct proc_opts *o, int errfd, int devnull)
 {
-	static const char *const empty_env[] = { NULL };
 	const int src[3] = { o->stdin_fd, o->stdout_fd, o->stderr_fd };
+	int low = o->pass_fd3 ? 4 : 3;
 
-	/* errfd must survive the stdio dup2s */
-	if (errfd < 3) {
-		int moved = fcntl(errfd, F_DUPFD_CLOEXEC, 3);
+	if (errfd < low) {
+		int moved = fcntl(errfd, F_DUPFD_CLOEXEC, low);
 
 		if (moved < 0)
 			_exit(127);
 		errfd = moved;
 	}
+	if (o->pass_fd3 && o->fd3 < 3)
+		proc_child_fail(errfd, PROC_STEP_FDS); /* would be clobbered by stdio */
 	if (proc_child_stdio(src, devnull) < 0)
 		proc_child_fail(errfd, PROC_STEP_FDS);
+	if (!o->pass_fd3)
+		return errfd;
+	/* dup2 onto itself keeps CLOEXEC: clear it by hand */
+	if ((o->fd3 == 3 ? fcntl(3, F_SETFD, 0) : dup2(o->fd3, 3)) < 0)
+		proc_child_fail(errfd, PROC_STEP_FDS);
+	return errfd;
+}
+
+static void __attribute__((noreturn))
+proc_child(const struct proc_opts *o, int errfd, int devnull)
+{
+	static const char *const empty_env[] = { NULL };
+
+	errfd = proc_child_fds(o, errfd, devnull);
 	if (o->new_session && setsid() < 0)
 		proc_child_fail(errfd, PROC_STEP_SETSID);
 	if (o->set_ids && (setgroups(0, NULL) < 0 || setgid(o->gid) < 0 ||
 			   setuid(o->uid) < 0))
 		proc_child_fail(errfd, PROC_STEP_SETIDS);
-	proc_child_close_fds(errfd);
+	proc_child_close_fds(o->pass_fd3 ? 4 : 3, errfd);
 	if (o->cwd && chdir(o->cwd) < 0)
 		proc_child_fail(errfd, PROC_STEP_CHDIR);
 	proc_child_signals();

@@ -31,6 +31,9 @@ struct proc_opts {
 	bool set_ids;             /* setgroups(0), setgid(gid), setuid(uid) */
 	uid_t uid;
 	gid_t gid;
+	bool pass_fd3;            /* install fd3 (borrowed) as fd 3 in the child,
+				   * e.g. nbgate-init's status pipe */
+	int fd3;
 };
 
 /*

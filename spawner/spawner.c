@@ -52,26 +52,12 @@ static int err_pass(struct err **err, struct err **local)
 
 /* ---- registry ---- */
 
-static int stub_local_init(struct spawner *sp, struct err **err)
-{
-	return err_set(err, ENOTSUP,
-		       "backend 'local' is not implemented yet: the sandboxed local backend arrives "
-		       "with issue 3; use 'process' for development");
-}
-
 static int stub_k8s_init(struct spawner *sp, struct err **err)
 {
 	return err_set(err, ENOTSUP, "nbgate was built without kubernetes support");
 }
 
-/* Stubs: configurable by name, fail at init with a clear message (crun criu.h). */
-const struct spawner_ops spawner_local_ops = {
-	.name = "local",
-	.caps = SPAWNER_CAP_SANDBOX | SPAWNER_CAP_ADOPT | SPAWNER_CAP_UNIX,
-	.size = sizeof(struct spawner),
-	.init = stub_local_init,
-};
-
+/* Stub: configurable by name, fails at init with a clear message (crun criu.h). */
 const struct spawner_ops spawner_k8s_ops = {
 	.name = "kubernetes",
 	.caps = SPAWNER_CAP_SANDBOX | SPAWNER_CAP_ADOPT | SPAWNER_CAP_PORT,
@@ -112,6 +98,8 @@ int spawner_new_ops(const struct spawner_ops *ops, const struct spawner_cfg *cfg
 	if (sp->cfg.stop_timeout_ms <= 0)
 		sp->cfg.stop_timeout_ms = 5000;
 	if (ops->init(sp, err) < 0) {
+		if (ops->destroy)
+			ops->destroy(sp); /* what init set up before it failed */
 		free(sp);
 		return err_wrap(err, "spawner backend '%s'", ops->name);
 	}
@@ -144,6 +132,8 @@ static void server_free(struct spawner *sp, struct spawner_server *srv)
 	free(srv->base_url);
 	xstrv_free(srv->env);
 	free(srv->user_options);
+	free(srv->profile);
+	free(srv->server_type);
 	free(srv->message);
 	free(srv);
 }
@@ -264,7 +254,8 @@ static int persist_row(struct spawner *sp, const struct spawner_server *srv,
 	if (db_prepare(sp->cfg.db, &st,
 		       "UPDATE servers SET state = ?1, message = ?2, upstream = ?3, pid = ?4,"
 		       " pid_start = ?5, started = ?6, user_options = ?7, backend = ?8,"
-		       " last_activity = ?9 WHERE id = ?10", err) < 0)
+		       " last_activity = ?9, profile = ?11, server_type = ?12, strip_prefix = ?13"
+		       " WHERE id = ?10", err) < 0)
 		return err_wrap(err, "persist server '%s'", srv->slug);
 	sqlite3_bind_text(st, 1, spawner_state_name(to), -1, SQLITE_STATIC);
 	bind_text_or_null(st, 2, message);
@@ -276,6 +267,9 @@ static int persist_row(struct spawner *sp, const struct spawner_server *srv,
 	sqlite3_bind_text(st, 8, sp->ops->name, -1, SQLITE_STATIC);
 	bind_int_or_null(st, 9, srv->last_activity_ms);
 	sqlite3_bind_int64(st, 10, srv->id);
+	bind_text_or_null(st, 11, srv->profile);
+	bind_text_or_null(st, 12, srv->server_type);
+	sqlite3_bind_int(st, 13, srv->strip_prefix);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		return err_set(err, EIO, "persist server '%s': %s", srv->slug,
 			       db_errmsg(sp->cfg.db));
@@ -532,15 +526,11 @@ int spawner_server_start(struct spawner *sp, int64_t user_id, const char *user,
 	return 0;
 }
 
-int spawner_server_stop(struct spawner *sp, const char *user, const char *server,
-			struct err **err)
+/* Stops srv (found by the caller); see spawner_server_stop(). */
+static int server_stop(struct spawner *sp, struct spawner_server *srv, struct err **err)
 {
-	struct spawner_server *srv = spawner_server_find(sp, user, server);
 	struct err *e = NULL, *e2 = NULL;
 
-	if (!srv)
-		return err_set(err, ENOENT, "stop server: no server '%s' for user '%s'",
-			       server ? server : "", user);
 	switch (srv->state) {
 	case SPAWNER_STOPPED:
 	case SPAWNER_FAILED:
@@ -565,6 +555,17 @@ int spawner_server_stop(struct spawner *sp, const char *user, const char *server
 		return err_pass(err, &e);
 	}
 	return 0;
+}
+
+int spawner_server_stop(struct spawner *sp, const char *user, const char *server,
+			struct err **err)
+{
+	struct spawner_server *srv = spawner_server_find(sp, user, server);
+
+	if (!srv)
+		return err_set(err, ENOENT, "stop server: no server '%s' for user '%s'",
+			       server ? server : "", user);
+	return server_stop(sp, srv, err);
 }
 
 static int row_delete(struct spawner *sp, int64_t id, struct err **err)
@@ -611,7 +612,7 @@ void spawner_stop_all(struct spawner *sp)
 	for (struct spawner_server *srv = sp->servers; srv; srv = srv->next) {
 		if (!spawner_state_is_live(srv->state) || srv->state == SPAWNER_STOPPING)
 			continue;
-		if (spawner_server_stop(sp, srv->user, srv->name, &e) < 0) {
+		if (server_stop(sp, srv, &e) < 0) {
 			log_warn("stop server '%s' at shutdown: %s", srv->slug, e->msg);
 			err_free(&e);
 		}
@@ -644,6 +645,9 @@ static struct spawner_server *server_from_row(struct spawner *sp, sqlite3_stmt *
 	srv->started_ms = sqlite3_column_int64(st, 9);
 	srv->last_activity_ms = sqlite3_column_int64(st, 10);
 	replace_str(&srv->message, col_text(st, 11));
+	replace_str(&srv->profile, col_text(st, 13));
+	replace_str(&srv->server_type, col_text(st, 14));
+	srv->strip_prefix = sqlite3_column_int(st, 15) != 0;
 	return srv;
 }
 
@@ -655,7 +659,8 @@ static int load_rows(struct spawner *sp, struct err **err)
 	if (db_prepare(sp->cfg.db, &st,
 		       "SELECT s.id, s.user_id, u.name, s.name, s.state, s.upstream, s.pid,"
 		       " s.pid_start, s.user_options, s.started, s.last_activity, s.message,"
-		       " s.backend FROM servers s JOIN users u ON u.id = s.user_id ORDER BY s.id",
+		       " s.backend, s.profile, s.server_type, s.strip_prefix"
+		       " FROM servers s JOIN users u ON u.id = s.user_id ORDER BY s.id",
 		       err) < 0)
 		return err_wrap(err, "load servers");
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

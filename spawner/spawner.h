@@ -72,6 +72,33 @@ struct spawner_event {
 };
 
 /*
+ * A launch profile offered to users (config `profiles`; the local and
+ * kubernetes backends). A server is started with one profile, chosen by
+ * user_options {"profile": name} (default: the first), optionally with
+ * {"image": name} from cfg->images. Nothing else in user_options reaches
+ * the backend: other keys are a 400 naming the field.
+ */
+struct spawner_profile {
+	const char *name;          /* [a-z0-9-], unique */
+	const char *display_name;  /* shown on the spawn form */
+	const char *image;         /* image ref in the store ("jupyterlab") */
+	int64_t cpu_millis;        /* 1000 = one CPU; 0 = unlimited */
+	int64_t memory_bytes;      /* 0 = unlimited */
+	int64_t pids_max;          /* 0 = backend default */
+	int gpus;                  /* whole GPUs, allocated exclusively */
+	const char *gpu_model;     /* "" or NULL = any model */
+	const char *network;       /* "none" | "egress" */
+};
+
+/* Per-user limits over all of a user's live servers; 0 = unlimited. */
+struct spawner_quota {
+	int max_servers;
+	int64_t max_cpu_millis;
+	int64_t max_memory_bytes;
+	int max_gpus;
+};
+
+/*
  * Configuration, borrowed by spawner_new() for the spawner's lifetime
  * (the pointed-to strings and arrays must outlive the spawner).
  */
@@ -83,6 +110,19 @@ struct spawner_cfg {
 	const char *const *server_env;  /* "K=V" extra env, NULL-ended or NULL */
 	int64_t spawn_timeout_ms;       /* readiness deadline; 0 = 60000 */
 	int64_t stop_timeout_ms;        /* SIGTERM -> SIGKILL grace; 0 = 5000 */
+	/* local/kubernetes backends: */
+	const struct spawner_profile *profiles; /* n_profiles, first = default */
+	int n_profiles;
+	const char *const *images;      /* images users may pick, NULL-ended */
+	struct spawner_quota quota;
+	const char *image_store;        /* images/image.h store directory */
+	const char *seccomp_profile;    /* absolute path of the JSON profile */
+	uint32_t uid_base;              /* sandbox uid = uid_base + user id */
+	const char *gpu_dev_glob;       /* NULL = "/dev/nvidia[0-9]*" (tests
+					 * point it at fake nodes) */
+	const char *sandbox_fail_step;  /* tests only: the spec's fail_step
+					 * (SBX-14 fault injection; honoured
+					 * only by nbgate-init-faults); NULL */
 	/*
 	 * Called on the event-loop thread after every transition and progress
 	 * step. srv is borrowed (see spawner_server_find()). The callback may
@@ -115,6 +155,9 @@ struct spawner_server {
 	char *base_url;          /* "/user/<u>/" or "/user/<u>/<s>/" */
 	char **env;              /* "K=V" from the gateway (tokens), NULL-ended */
 	char *user_options;      /* JSON text, "{}" by default */
+	char *profile;           /* profile name, or NULL (process backend) */
+	char *server_type;       /* "jupyterlab" | "vscode" | "jupyter" | NULL */
+	bool strip_prefix;       /* proxy strips base_url (server has no base path) */
 	int64_t started_ms;      /* wall clock of the last start, 0 if never */
 	int64_t last_activity_ms;/* wall clock, maintained by the gateway */
 	int progress;            /* last event's progress, for late listeners */
@@ -206,6 +249,19 @@ int spawner_new_ops(const struct spawner_ops *ops, const struct spawner_cfg *cfg
 void spawner_free(struct spawner *sp);
 
 /* ---- lifecycle for the gateway ---- */
+
+/*
+ * Checks user_options (JSON text; NULL or "" = {}) against the backend's
+ * allow-lists before a start, so that the gateway can answer 400 at once:
+ * only "profile" (a name in cfg->profiles) and "image" (a name in
+ * cfg->images) are accepted, both strings. Backends configured without
+ * profiles and images (process) accept anything (they ignore options).
+ * Errors: EINVAL (HTTP 400) naming the field, e.g.
+ * "user_options.gpu: unknown option (allowed: profile, image)" or
+ * "user_options.profile: unknown profile 'x' (allowed: small, gpu)".
+ * Event-loop thread (reads cfg only).
+ */
+int spawner_check_user_options(struct spawner *sp, const char *json, struct err **err);
 
 /*
  * Starts (user, server_name). Reuses the server's row, or inserts one.

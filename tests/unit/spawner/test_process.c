@@ -13,7 +13,7 @@
 
 #include "spawner/process.c"
 
-static const struct process_vars vars = {
+static const struct spawner_vars vars = {
 	.sock = "/st/run/alice/server.sock",
 	.base_url = "/user/alice/",
 	.home = "/st/home/alice",
@@ -23,9 +23,9 @@ static const struct process_vars vars = {
 	.port = "8123",
 };
 
-static void expect_expand(const struct process_vars *v, const char *arg, const char *want)
+static void expect_expand(const struct spawner_vars *v, const char *arg, const char *want)
 {
-	char *got = process_expand_arg(arg, v);
+	char *got = spawner_expand_arg(arg, v);
 
 	assert_string_equal(got, want);
 	free(got);
@@ -49,7 +49,7 @@ static void test_process_expand_placeholders(void **state)
 /* A value is inserted as bytes: never re-expanded, split or interpreted. */
 static void test_process_expand_value_not_reexpanded(void **state)
 {
-	struct process_vars v = vars;
+	struct spawner_vars v = vars;
 
 	v.user = "{sock} a;touch /tmp/pwn $(id) `id`";
 	expect_expand(&v, "--user={user}", "--user={sock} a;touch /tmp/pwn $(id) `id`");
@@ -59,7 +59,7 @@ static void test_process_build_argv_one_element_each(void **state)
 {
 	const char *const cmd[] = { "/usr/bin/python3", "-m", "jupyter_server", "--sock={sock}",
 				    "a;touch /tmp/pwn", "{user}", NULL };
-	struct process_vars v = vars;
+	struct spawner_vars v = vars;
 	struct err *e = NULL;
 	char **argv;
 
@@ -156,10 +156,10 @@ static void test_process_parse_upstream(void **state)
 	struct err *e = NULL;
 	char longpath[200];
 
-	assert_int_equal(process_parse_upstream("unix:/tmp/x.sock", &ss, &len, &e), 0);
+	assert_int_equal(spawner_parse_upstream("unix:/tmp/x.sock", &ss, &len, &e), 0);
 	assert_int_equal(ss.ss_family, AF_UNIX);
 	assert_string_equal(((struct sockaddr_un *)&ss)->sun_path, "/tmp/x.sock");
-	assert_int_equal(process_parse_upstream("127.0.0.1:8888", &ss, &len, &e), 0);
+	assert_int_equal(spawner_parse_upstream("127.0.0.1:8888", &ss, &len, &e), 0);
 	assert_int_equal(ss.ss_family, AF_INET);
 	assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), 8888);
 	static const char *const bad[] = {
@@ -167,15 +167,22 @@ static void test_process_parse_upstream(void **state)
 		"127.0.0.1:80x", "127.0.0.1:", "localhost:80",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_true(process_parse_upstream(bad[i], &ss, &len, &e) < 0);
+		assert_true(spawner_parse_upstream(bad[i], &ss, &len, &e) < 0);
 		err_free(&e);
 	}
 	memcpy(longpath, "unix:/", 6);
 	memset(longpath + 6, 'a', sizeof(longpath) - 7);
 	longpath[sizeof(longpath) - 1] = '\0';
-	assert_true(process_parse_upstream(longpath, &ss, &len, &e) < 0);
+	assert_true(spawner_parse_upstream(longpath, &ss, &len, &e) < 0);
 	assert_non_null(strstr(e->msg, "shorter state directory"));
 	err_free(&e);
+}
+
+static char *process_log_tail_of(const char *dir)
+{
+	cleanup_free char *path = xasprintf("%s/server.log", dir);
+
+	return spawner_log_tail(path);
 }
 
 static void test_process_log_tail_redacted(void **state)
@@ -191,29 +198,29 @@ static void test_process_log_tail_redacted(void **state)
 		fprintf(f, "noise line %d\n", i);
 	fprintf(f, "http://127.0.0.1/?token=abcdef123456\nTraceback: boom\n");
 	fclose(f);
-	char *tail = process_log_tail(dir);
+	char *tail = process_log_tail_of(dir);
 	assert_non_null(strstr(tail, "Traceback: boom"));
 	assert_null(strstr(tail, "abcdef123456"));
 	assert_non_null(strstr(tail, " | "));
 	assert_null(strchr(tail, '\n'));
-	assert_true(strlen(tail) < MSG_TAIL_BYTES + 200);
+	assert_true(strlen(tail) < 1024 + 200);
 	assert_null(strstr(tail, "noise line 0\n"));
 	free(tail);
 	unlink(path);
 	free(path);
 	rmdir(dir);
-	tail = process_log_tail("/nonexistent");
+	tail = spawner_log_tail("/nonexistent/server.log");
 	assert_string_equal(tail, "");
 	free(tail);
 }
 
 static void test_process_exit_reason(void **state)
 {
-	char *r = exit_reason(3 << 8);
+	char *r = spawner_exit_reason(3 << 8);
 
 	assert_string_equal(r, "server exited with status 3");
 	free(r);
-	r = exit_reason(SIGKILL);
+	r = spawner_exit_reason(SIGKILL);
 	assert_non_null(strstr(r, "killed by signal 9"));
 	free(r);
 }
@@ -222,8 +229,7 @@ static void test_process_exit_reason(void **state)
 static void test_process_probe_nonblocking(void **state)
 {
 	char dir[] = "/tmp/nbgate-probe-XXXXXX";
-	struct spawner_server srv = { .base_url = "/user/alice/" };
-	struct proc_server ps = { .srv = &srv, .probe_fd = -1 };
+	struct spawner_probe ps = { .base_url = "/user/alice/", .fd = -1 };
 	struct err *e = NULL;
 	char *up, req[512];
 	int lfd, cfd;
@@ -231,26 +237,26 @@ static void test_process_probe_nonblocking(void **state)
 
 	assert_non_null(mkdtemp(dir));
 	up = xasprintf("unix:%s/s.sock", dir);
-	assert_int_equal(process_parse_upstream(up, &ps.addr, &ps.addrlen, &e), 0);
-	assert_int_equal(probe_step(&ps), 0); /* nothing there yet */
-	assert_int_equal(ps.probe_fd, -1);
+	assert_int_equal(spawner_parse_upstream(up, &ps.addr, &ps.addrlen, &e), 0);
+	assert_int_equal(spawner_probe_step(&ps), 0); /* nothing there yet */
+	assert_int_equal(ps.fd, -1);
 
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_int_equal(bind(lfd, (struct sockaddr *)&ps.addr, ps.addrlen), 0);
 	assert_int_equal(listen(lfd, 4), 0);
-	assert_int_equal(probe_step(&ps), 0); /* connected, request sent, no answer */
+	assert_int_equal(spawner_probe_step(&ps), 0); /* connected, request sent, no answer */
 	cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	assert_true(cfd >= 0);
 	n = read(cfd, req, sizeof(req) - 1);
 	assert_true(n > 0);
 	req[n] = '\0';
 	assert_non_null(strstr(req, "GET /user/alice/api/status HTTP/1.1\r\n"));
-	assert_int_equal(probe_step(&ps), 0); /* still silent */
+	assert_int_equal(spawner_probe_step(&ps), 0); /* still silent */
 	assert_int_equal(write(cfd, "HTT", 3), 3);
-	assert_int_equal(probe_step(&ps), 0); /* partial status line */
+	assert_int_equal(spawner_probe_step(&ps), 0); /* partial status line */
 	assert_int_equal(write(cfd, "P/1.1 403 Forbidden\r\n\r\n", 23), 23);
-	assert_int_equal(probe_step(&ps), 1);
-	assert_int_equal(ps.probe_fd, -1);
+	assert_int_equal(spawner_probe_step(&ps), 1);
+	assert_int_equal(ps.fd, -1);
 	close(cfd);
 	close(lfd);
 	free(up);
@@ -263,8 +269,7 @@ static void test_process_probe_nonblocking(void **state)
 /* A peer that closes without answering is "not yet", and the probe retries. */
 static void test_process_probe_closed_retries(void **state)
 {
-	struct spawner_server srv = { .base_url = "/user/a/" };
-	struct proc_server ps = { .srv = &srv, .probe_fd = -1 };
+	struct spawner_probe ps = { .base_url = "/user/a/", .fd = -1 };
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	socklen_t len = sizeof(sin);
 	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), cfd;
@@ -277,18 +282,18 @@ static void test_process_probe_closed_retries(void **state)
 	ps.addrlen = sizeof(sin);
 	/* Loopback TCP may finish connecting at once or on a later step. */
 	for (int i = 0; i < 100 && ps.sent == 0; i++) {
-		assert_int_equal(probe_step(&ps), 0);
+		assert_int_equal(spawner_probe_step(&ps), 0);
 		usleep(1000);
 	}
 	assert_true(ps.sent > 0);
 	cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	close(cfd);
-	for (int i = 0; i < 100 && ps.probe_fd >= 0; i++) {
-		assert_int_equal(probe_step(&ps), 0);
+	for (int i = 0; i < 100 && ps.fd >= 0; i++) {
+		assert_int_equal(spawner_probe_step(&ps), 0);
 		usleep(1000);
 	}
-	assert_int_equal(ps.phase, PROBE_IDLE);
-	probe_reset(&ps);
+	assert_int_equal(ps.phase, SPAWNER_PROBE_IDLE);
+	spawner_probe_reset(&ps);
 	close(lfd);
 }
 
