@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gateway/config.h"
 #include "gateway/gw.h"
 #include "gateway/auth.h"
 #include "gateway/http.h"
@@ -200,11 +201,27 @@ void hub__api_server_progress(struct gw *gw, struct gw_conn *c, const struct gw_
 /* The JupyterHub server model of one spawner server (owned JSON). */
 struct cJSON *hub__server_model(const struct spawner_server *srv);
 /*
- * JH-19 (R-1.7): checks user_options (may be NULL) for fields that would
- * let a user control the environment, the image or mounts. Returns 0, or
- * -EINVAL (http 400) with *err naming the field.
+ * JH-19 (R-1.7): checks user_options (may be NULL) against cfg. For the
+ * sandboxed backends (local, kubernetes) only "profile" (a name in
+ * cfg->profiles) and "image" (a name in cfg->images) are accepted; for
+ * the process backend any key but those that would control the
+ * environment, command or mounts, with "image" from cfg->images. Returns
+ * 0, or -EINVAL (http 400) with *err naming the field
+ * ("user_options.<key>: ...").
  */
-int hub__check_user_options(const struct cJSON *opts, struct err **err);
+int hub__check_user_options(const struct gw_cfg *cfg, const struct cJSON *opts,
+			    struct err **err);
+/* GET .../server[s/{name}]/logs: text/plain tail of the server's log. */
+void hub__api_server_logs(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+			  const struct hub_match *m);
+/*
+ * The last `lines` lines (at most max_bytes bytes, cut at a line start)
+ * of the file at path. Owned text in *out; ENOENT when there is no log
+ * yet. Blocking file I/O of at most max_bytes: the event loop reads at
+ * most that much (the default is small).
+ */
+int hub__log_tail(const char *path, long lines, size_t max_bytes, char **out,
+		  struct err **err);
 
 /* ---- handlers: api_tokens.c ---- */
 void hub__api_tokens_list(struct gw *gw, struct gw_conn *c, const struct gw_request *req,

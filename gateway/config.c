@@ -2,10 +2,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/cfg.h"
 #include "common/cleanup.h"
@@ -14,6 +17,7 @@
 #include "common/xalloc.h"
 
 #define GW_ENV_PREFIX "NBGATE_"
+#define GW_CFG_FILE_MAX (1024 * 1024) /* as common/cfg's CFG_FILE_MAX */
 
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const log_format_names[] = { "text", "json", NULL };
@@ -279,6 +283,43 @@ static int v_admin_users(const void *f, struct err **err)
 	return 0;
 }
 
+static int v_images(const void *f, struct err **err)
+{
+	char *const *v = *(char **const *)f;
+
+	for (size_t i = 0; v && v[i]; i++) {
+		if (!gw_cfg_image_name_ok(v[i]))
+			return err_set(err, EINVAL, "'%s': not an image name [a-z0-9._-]", v[i]);
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(v[k], v[i]))
+				return err_set(err, EINVAL, "'%s' is listed twice", v[i]);
+	}
+	return 0;
+}
+
+static int v_abs_path(const void *f, struct err **err)
+{
+	if (**(char *const *)f != '/')
+		return err_set(err, EINVAL, "must be an absolute path");
+	return 0;
+}
+
+static int v_abs_path_opt(const void *f, struct err **err)
+{
+	return **(char *const *)f ? v_abs_path(f, err) : 0;
+}
+
+/* uid_base + user id must stay below the overflow uid (65534 in 32 bits
+ * is fine, but (uid_t)-1 and -2 are special) and above system uids. */
+static int v_uid_base(const void *f, struct err **err)
+{
+	int64_t v = *(const int64_t *)f;
+
+	if (v < 1000 || v > 4000000000LL)
+		return err_set(err, EINVAL, "must be 1000..4000000000");
+	return 0;
+}
+
 /* ---- the table ---- */
 
 #define F(name) offsetof(struct gw_cfg, name)
@@ -347,13 +388,21 @@ const struct cfg_entry gw_cfg_table[] = {
 	DUR(token_guess_window, "10s", POS_DUR, "window for token_guess_limit"),
 	INT(hash_concurrency, "2", v_threads, "password hashes in flight (1..64)"),
 	INT(worker_threads, "2", v_threads, "worker threads for blocking jobs (1..64)"),
-	ENUM(spawner, "process", spawner_names, "process|local|kubernetes"),
+	ENUM(spawner, "local", spawner_names,
+	     "process|local|kubernetes (process runs servers unsandboxed)"),
 	LIST(server_cmd, default_server_cmd, v_server_cmd,
 	     "server command; {sock} {base_url} {home} are substituted"),
 	LIST(server_env, "", v_server_env, "extra NAME=VALUE for servers (allow-listed names)"),
 	DUR(spawn_timeout, "60s", POS_DUR, "time a server has to become ready"),
 	LIST(cors_origins, "", v_cors_origins, "origins allowed to call the API cross-site"),
 	LIST(admin_users, "", v_admin_users, "users made admin at startup"),
+	LIST(images, "jupyterlab,vscode,minimal", v_images,
+	     "image names users may pick in user_options.image"),
+	STR(image_store, "/var/cache/nbgate/images", v_abs_path,
+	    "image store directory (OCI layout, `nbgate image build`)"),
+	STR(seccomp_profile, "", v_abs_path_opt,
+	    "seccomp profile (absolute); \"\" = <exe dir>/../sandbox/profiles/default.json"),
+	INT(sandbox_uid_base, "200000", v_uid_base, "sandbox uid = sandbox_uid_base + user id"),
 	{ "cookie_secure", CFG_BOOL, NULL, CFG_IMMUTABLE, F(cookie_secure), NULL, NULL,
 	  "Secure cookie flag; default true with TLS or an https public_url" },
 	{ NULL },
@@ -399,6 +448,8 @@ int gw_cfg_finish(struct gw_cfg *c, struct err **err)
 	if (c->session_idle_timeout > c->session_absolute_timeout)
 		return err_set(err, EINVAL,
 			       "session_idle_timeout exceeds session_absolute_timeout");
+	if (gw_cfg_local_finish(c, err) < 0)
+		return -EINVAL;
 	gw_cfg_derive_public_url(c);
 	if (!c->access_log[0]) {
 		free(c->access_log);
@@ -409,20 +460,98 @@ int gw_cfg_finish(struct gw_cfg *c, struct err **err)
 	return 0;
 }
 
-/* Whether the file names key (an explicit false must win over TLS). */
-static bool gw_cfg_file_has(const char *path, const char *key)
+/* Reads the config file (a regular file of at most CFG_FILE_MAX bytes). */
+static int gw_cfg_read(const char *path, char **out, struct err **err)
 {
-	cleanup_free char *text = xmalloc(1024 * 1024 + 1);
-	cleanup_json cJSON *root = NULL;
-	FILE *f = fopen(path, "re");
-	size_t n;
+	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	cleanup_free char *data = NULL;
+	struct stat st;
+	size_t got = 0;
 
-	if (!f)
-		return false;
-	n = fread(text, 1, 1024 * 1024, f);
-	fclose(f);
-	root = json_parse(text, n, NULL);
-	return root && cJSON_GetObjectItemCaseSensitive(root, key);
+	if (fd < 0)
+		return err_set_errno(err, "open '%s'", path);
+	if (fstat(fd, &st) < 0)
+		return err_set_errno(err, "stat '%s'", path);
+	if (!S_ISREG(st.st_mode) || st.st_size > GW_CFG_FILE_MAX)
+		return err_set(err, EINVAL, "'%s': not a regular file under 1MiB", path);
+	data = xmalloc((size_t)st.st_size + 1);
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_set_errno(err, "read '%s'", path);
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	data[got] = '\0';
+	*out = steal_ptr(&data);
+	return 0;
+}
+
+/*
+ * Takes the JSON-valued keys (gw_cfg_json_table) out of root and applies
+ * them; common/cfg handles the rest.
+ */
+static int gw_cfg_take_json_keys(struct gw_cfg *c, cJSON *root, struct err **err)
+{
+	for (const struct gw_cfg_json_entry *e = gw_cfg_json_table; e->name; e++) {
+		cleanup_json cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(root, e->name);
+
+		if (!v)
+			continue;
+		if (cJSON_GetObjectItemCaseSensitive(root, e->name))
+			return err_set(err, EINVAL, "duplicate config key '%s'", e->name);
+		if (e->parse(c, v, err) < 0)
+			return err_wrap(err, "config key '%s'", e->name);
+	}
+	return 0;
+}
+
+static int gw_cfg_load_path(struct gw_cfg *c, const char *path, struct err **err)
+{
+	cleanup_free char *text = NULL, *rest = NULL;
+	cleanup_json cJSON *root = NULL;
+	int r = gw_cfg_read(path, &text, err);
+
+	if (r < 0)
+		return r;
+	root = json_parse(text, strlen(text), err);
+	if (!root)
+		return err_wrap(err, "config file '%s'", path);
+	if (!cJSON_IsObject(root))
+		return err_set(err, EINVAL, "config file '%s': config must be a JSON object", path);
+	/* an explicit cookie_secure false must win over TLS */
+	c->cookie_secure_set = cJSON_GetObjectItemCaseSensitive(root, "cookie_secure") != NULL;
+	if (gw_cfg_take_json_keys(c, root, err) < 0)
+		return err_wrap(err, "config file '%s'", path);
+	rest = json_print(root);
+	if (cfg_load_json(gw_cfg_table, c, rest, strlen(rest), err) < 0)
+		return err_wrap(err, "config file '%s'", path);
+	return 0;
+}
+
+static int gw_cfg_load_json_env(struct gw_cfg *c, struct err **err)
+{
+	for (const struct gw_cfg_json_entry *e = gw_cfg_json_table; e->name; e++) {
+		cleanup_free char *var = xasprintf(GW_ENV_PREFIX "%s", e->name);
+		const char *val;
+
+		for (char *p = var; *p; p++)
+			*p = (char)toupper((unsigned char)*p);
+		val = getenv(var);
+		if (!val)
+			continue;
+		{
+			cleanup_free char *where = xasprintf("environment variable %s", var);
+
+			if (gw_cfg_json_set_text(c, e, val, where, err) < 0)
+				return -EINVAL;
+		}
+	}
+	return 0;
 }
 
 int gw_cfg_load(struct gw_cfg *c, const char *path_or_null, struct err **err)
@@ -431,13 +560,14 @@ int gw_cfg_load(struct gw_cfg *c, const char *path_or_null, struct err **err)
 
 	memset(c, 0, sizeof(*c));
 	r = cfg_defaults(gw_cfg_table, c, err);
-	if (r >= 0 && path_or_null) {
-		r = cfg_load_file(gw_cfg_table, c, path_or_null, err);
-		c->cookie_secure_set = r >= 0 &&
-				       gw_cfg_file_has(path_or_null, "cookie_secure");
-	}
+	if (r >= 0)
+		r = gw_cfg_json_defaults(c, err);
+	if (r >= 0 && path_or_null)
+		r = gw_cfg_load_path(c, path_or_null, err);
 	if (r >= 0)
 		r = cfg_load_env(gw_cfg_table, c, GW_ENV_PREFIX, err);
+	if (r >= 0)
+		r = gw_cfg_load_json_env(c, err);
 	if (getenv(GW_ENV_PREFIX "COOKIE_SECURE"))
 		c->cookie_secure_set = true;
 	if (r >= 0)
@@ -451,7 +581,14 @@ int gw_cfg_load(struct gw_cfg *c, const char *path_or_null, struct err **err)
 
 char *gw_cfg_print(const struct gw_cfg *c)
 {
-	return cfg_print(gw_cfg_table, c);
+	cleanup_free char *text = cfg_print(gw_cfg_table, c);
+	cleanup_json cJSON *root = json_parse(text, strlen(text), NULL);
+
+	if (!root)
+		return steal_ptr(&text);
+	for (const struct gw_cfg_json_entry *e = gw_cfg_json_table; e->name; e++)
+		cJSON_AddItemToObject(root, e->name, e->print(c));
+	return json_print_pretty(root);
 }
 
 void gw_cfg_free(struct gw_cfg *c)
@@ -459,5 +596,6 @@ void gw_cfg_free(struct gw_cfg *c)
 	if (!c)
 		return;
 	cfg_free(gw_cfg_table, c);
+	gw_cfg_json_free(c);
 	memset(c, 0, sizeof(*c));
 }

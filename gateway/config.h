@@ -16,7 +16,9 @@
 #include <stdint.h>
 
 #include "common/cfg.h"
+#include "spawner/spawner.h"
 
+struct cJSON;
 struct err;
 
 enum gw_log_level { GW_LOG_ERROR, GW_LOG_WARN, GW_LOG_INFO, GW_LOG_DEBUG };
@@ -79,6 +81,15 @@ struct gw_cfg {
 	char **cors_origins;
 	char **admin_users;
 
+	/* local backend (issue 3); see config_local.c */
+	struct spawner_profile *profiles; /* n_profiles (>= 1), strings owned */
+	int n_profiles;
+	char **images;                 /* image names users may pick */
+	struct spawner_quota quota;    /* per user; 0 = unlimited */
+	char *image_store;             /* absolute directory */
+	char *seccomp_profile;         /* after load: absolute path */
+	int64_t sandbox_uid_base;      /* sandbox uid = base + user id */
+
 	/* derived by gw_cfg_load, not settings */
 	bool tls;                      /* tls_cert and tls_key set */
 	bool cookie_secure_set;        /* cookie_secure came from file/env */
@@ -110,5 +121,57 @@ int gw_cfg_split_listen(const char *listen, char **host, int *port,
 
 /* Frees owned members; c can be loaded again. NULL-safe. */
 void gw_cfg_free(struct gw_cfg *c);
+
+/*
+ * Fills the local/kubernetes fields of sc (profiles, images, quota,
+ * image_store, seccomp_profile, uid_base) from c. Everything is borrowed
+ * from c, which must outlive the spawner. Cannot fail.
+ */
+void gw_cfg_spawner_fill(const struct gw_cfg *c, struct spawner_cfg *sc);
+
+/* The profile called name, or NULL. Borrowed from c. */
+const struct spawner_profile *gw_cfg_profile_find(const struct gw_cfg *c, const char *name);
+
+/* Image name syntax of the store: [a-z0-9][a-z0-9._-]*, at most 64. */
+bool gw_cfg_image_name_ok(const char *s);
+
+/* True when name is in c->images. */
+bool gw_cfg_image_allowed(const struct gw_cfg *c, const char *name);
+
+/* ---- JSON-valued settings (config_local.c; used by config.c) ---- */
+
+/*
+ * Settings whose value is a JSON array or object ("profiles", "quota")
+ * and so do not fit common/cfg's scalar types. Each has a default, a file
+ * form (the JSON value) and an env form (NBGATE_PROFILES / NBGATE_QUOTA
+ * holding the same JSON text). Errors name the key and the element
+ * ("profiles[1].cpu: ...").
+ */
+struct gw_cfg_json_entry {
+	const char *name;
+	const char *def;  /* JSON text */
+	int (*parse)(struct gw_cfg *c, const struct cJSON *v, struct err **err);
+	struct cJSON *(*print)(const struct gw_cfg *c);
+	const char *help;
+};
+
+extern const struct gw_cfg_json_entry gw_cfg_json_table[];
+
+/* The entry called name, or NULL. */
+const struct gw_cfg_json_entry *gw_cfg_json_find(const char *name);
+
+/* Applies the defaults of gw_cfg_json_table. Fails only on a table bug. */
+int gw_cfg_json_defaults(struct gw_cfg *c, struct err **err);
+
+/* Sets entry e from JSON text (env form); the error names `where`. */
+int gw_cfg_json_set_text(struct gw_cfg *c, const struct gw_cfg_json_entry *e,
+			 const char *text, const char *where, struct err **err);
+
+/* Cross-field checks of the local settings (profiles within the quota)
+ * and the seccomp_profile default (next to the executable). */
+int gw_cfg_local_finish(struct gw_cfg *c, struct err **err);
+
+/* Frees what gw_cfg_json_table's parsers allocated. */
+void gw_cfg_json_free(struct gw_cfg *c);
 
 #endif

@@ -211,6 +211,7 @@ static void conn_free(struct gw_conn *c)
 	free(c->log_user);
 	free(c->user);
 	free(c->server);
+	free(c->strip);
 	gw__conn_auth_forget(c);
 	free(c);
 }
@@ -489,7 +490,8 @@ static void exchange_end(struct gw_conn *c)
 	free(c->log_user);
 	free(c->user);
 	free(c->server);
-	c->log_path = c->log_user = c->user = c->server = NULL;
+	free(c->strip);
+	c->log_path = c->log_user = c->user = c->server = c->strip = NULL;
 	c->status = 0;
 	c->resp_done = false;
 	c->hub_need = 0;

@@ -189,6 +189,8 @@ struct gw_conn {
 	unsigned char auth_memo_key[32];/* hash of that request's credential headers */
 	int64_t auth_memo_at;           /* mono ms auth_memo was looked up */
 	char *user, *server;            /* route key of a proxied request */
+	char *strip;                    /* owned: base path removed upstream
+					 * ("/user/a/vscode"), NULL when none */
 	struct gw_up *up;
 	struct gw_ws_rx ws;             /* tunnel: client -> upstream frames */
 	struct gw_ws_tx wstx;           /* tunnel: upstream -> client frames */
@@ -289,10 +291,12 @@ void gw__dispatch_hub(struct gw_conn *c, struct http_req *req);
  * when the caller decided the request needs no identity (never today).
  * Consumes the head from c->in; the body follows through gw__proxy_pump.
  * ws_key (owned, taken): the client's Sec-WebSocket-Key for an upgrade, else NULL.
+ * strip: bytes of req->path.encoded not forwarded (a GW_ROUTE_STRIP_PREFIX
+ * route, see gw_route_strip()); 0 forwards the path unchanged.
  */
 void gw__proxy_start(struct gw_conn *c, const struct http_req *req, const struct auth_ident *who,
 		     const char *user, const char *server, const char *upstream,
-		     char *ws_key);
+		     size_t strip, char *ws_key);
 /* Moves buffered client bytes (request body, tunnel frames) upstream. */
 void gw__proxy_pump(struct gw_conn *c);
 /* c->out drained below the limit: resume reading the upstream. */

@@ -71,6 +71,8 @@ const struct hub_route hub__routes[] = {
 	{ HTTP_POST, S, hub__api_server_start, HUB_API | HUB_AUTH, "servers" },
 	{ HTTP_DELETE, S, hub__api_server_stop, HUB_API | HUB_AUTH, "delete:servers" },
 	{ HTTP_GET, S "/progress", hub__api_server_progress, HUB_API | HUB_AUTH, "read:servers" },
+	{ HTTP_GET, U "/server/logs", hub__api_server_logs, HUB_API | HUB_AUTH, "read:servers" },
+	{ HTTP_GET, S "/logs", hub__api_server_logs, HUB_API | HUB_AUTH, "read:servers" },
 	{ HTTP_GET, U "/tokens", hub__api_tokens_list, HUB_API | HUB_AUTH, "read:tokens" },
 	{ HTTP_POST, U "/tokens", hub__api_tokens_create, HUB_API | HUB_AUTH, "tokens" },
 	{ HTTP_GET, U "/tokens/{}", hub__api_token_get, HUB_API | HUB_AUTH, "read:tokens" },

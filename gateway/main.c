@@ -34,6 +34,7 @@
 #include "gateway/server.h"
 #include "gateway/servers.h"
 #include "gateway/users.h"
+#include "images/image.h"
 #include "spawner/spawner.h"
 
 #define EXIT_USAGE 2
@@ -497,7 +498,10 @@ static void print_usage(FILE *f)
 	fprintf(f, "usage: nbgate [--config FILE] COMMAND\n\ncommands:\n");
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  nbgate %s\n", cmds[i].usage);
+	fprintf(f, "  nbgate image build RECIPE_DIR [--force] [--mirror URL]\n"
+		   "  nbgate image list | inspect REF | rm REF | gc\n");
 	fprintf(f, "\nThe configuration file may also be given in NBGATE_CONFIG.\n");
+	fprintf(f, "Images live in NBGATE_IMAGE_STORE (default %s).\n", IMAGES_DEFAULT_STORE);
 }
 
 static const struct cmd *find_cmd(int argc, char **argv, int *used)
@@ -568,6 +572,11 @@ int main(int argc, char **argv)
 	r = early_args(&cli);
 	if (r >= 0)
 		return r;
+	if (strcmp(cli.argv[0], "image") == 0) { /* images/ owns its subcommands */
+		const char *store = getenv("NBGATE_IMAGE_STORE");
+
+		return images_cli(cli.argc, cli.argv, store && *store ? store : IMAGES_DEFAULT_STORE);
+	}
 	c = find_cmd(cli.argc, cli.argv, &used);
 	if (!c) {
 		usage_error("unknown command '%s%s%s' (see nbgate --help)", cli.argv[0],
@@ -651,6 +660,7 @@ static int make_spawner(struct gw *gw, struct gw_servers *sv, struct err **err)
 		.event_arg = sv,
 	};
 
+	gw_cfg_spawner_fill(gw->cfg, &sc); /* profiles, images, quota, sandbox */
 	if (spawner_new(spawner_names[gw->cfg->spawner], &sc, &gw->spawner, err) < 0)
 		return err_wrap(err, "spawner");
 	return gw_servers_adopt(gw, err);

@@ -526,35 +526,103 @@ void hub__page_setup_post(struct gw *gw, struct gw_conn *c, const struct gw_requ
 
 /* ---- home ---- */
 
+/* Where "Open" goes: JupyterLab's UI is below lab/, VS Code's at the root. */
+static char *open_url(const char *base, const struct spawner_server *srv)
+{
+	bool lab = srv && srv->server_type && !strcmp(srv->server_type, "jupyterlab");
+
+	return xasprintf("%s%s", base, lab ? "lab" : "");
+}
+
+/* The state cell: state, profile and, for a failed server, why. */
+static void state_cell(struct buf *b, const struct spawner_server *srv)
+{
+	buf_appends(b, "</td><td class=\"state\">");
+	put_esc(b, srv ? spawner_state_name(srv->state) : "stopped");
+	buf_appends(b, "</td><td>");
+	put_esc(b, srv && srv->profile ? srv->profile : "");
+	buf_appends(b, "</td><td><progress max=\"100\" value=\"0\" hidden></progress> "
+		    "<span class=\"msg\">");
+	if (srv && srv->state == SPAWNER_FAILED && srv->message) {
+		buf_appends(b, "Failed: ");
+		put_esc(b, srv->message);
+	}
+	buf_appends(b, "</span></td><td>");
+}
+
 /* One server row with start/stop/open buttons (app.js drives them). */
 static void server_row(struct buf *b, const char *user, const char *name,
 		       const struct spawner_server *srv)
 {
 	char *u = spawner_url_segment(user), *s = spawner_url_segment(name);
-	char *base = spawner_base_url(user, name);
+	char *base = spawner_base_url(user, name), *open = open_url(base, srv);
 	char *api = *name ? xasprintf("/hub/api/users/%s/servers/%s", u, s) :
 			    xasprintf("/hub/api/users/%s/server", u);
-	const char *state = srv ? spawner_state_name(srv->state) : "stopped";
 
 	buf_appends(b, "<tr><td>");
 	put_esc(b, *name ? name : "(default)");
-	buf_appends(b, "</td><td class=\"state\">");
-	put_esc(b, state);
-	buf_appends(b, "</td><td><progress max=\"100\" value=\"0\" hidden></progress> "
-		    "<span class=\"msg\"></span></td><td>");
+	state_cell(b, srv);
 	buf_appends(b, "<button data-action=\"start\" data-api=\"");
 	put_esc(b, api);
 	buf_appends(b, "\" data-url=\"");
-	put_esc(b, base);
+	put_esc(b, open);
+	/* a restart keeps the profile it was started with */
+	buf_appends(b, "\" data-options=\"");
+	put_esc(b, srv && srv->user_options ? srv->user_options : "{}");
 	buf_appends(b, "\">Start</button> <button data-action=\"stop\" data-api=\"");
 	put_esc(b, api);
 	buf_appends(b, "\">Stop</button> <a href=\"");
-	put_esc(b, base);
+	put_esc(b, open);
 	buf_appends(b, "\">Open</a></td></tr>\n");
 	free(u);
 	free(s);
 	free(base);
+	free(open);
 	free(api);
+}
+
+/* "2 CPUs, 4 GiB, 1 GPU (A100)" for the profile select. */
+static void profile_option(struct buf *b, const struct spawner_profile *p)
+{
+	int64_t m = p->memory_bytes;
+
+	buf_appends(b, "<option value=\"");
+	put_esc(b, p->name);
+	/* VS Code lives at the server's root, JupyterLab below lab/ */
+	buf_appendf(b, "\" data-suffix=\"%s\">", strncmp(p->image, "vscode", 6) ? "lab" : "");
+	put_esc(b, p->display_name);
+	buf_appendf(b, " (%g CPU%s, ", (double)p->cpu_millis / 1000.0,
+		    p->cpu_millis == 1000 ? "" : "s");
+	if (m % (1LL << 30) == 0)
+		buf_appendf(b, "%lld GiB", (long long)(m >> 30));
+	else
+		buf_appendf(b, "%lld MiB", (long long)(m >> 20));
+	if (p->gpus) {
+		buf_appendf(b, ", %d GPU%s", p->gpus, p->gpus == 1 ? "" : "s");
+		if (p->gpu_model && *p->gpu_model) {
+			buf_appends(b, " ");
+			put_esc(b, p->gpu_model);
+		}
+	}
+	buf_appends(b, ")</option>");
+}
+
+/* The spawn form: profile (sandboxed backends), optional server name. */
+static void spawn_form(struct gw *gw, struct buf *b, const char *me)
+{
+	buf_appends(b, "<h2>Start a server</h2><form class=\"spawn\" data-user=\"");
+	put_esc(b, me);
+	buf_appends(b, "\">");
+	if (gw->cfg->spawner != GW_SPAWNER_PROCESS) {
+		buf_appends(b, "<label>Profile <select name=\"profile\">");
+		for (int i = 0; i < gw->cfg->n_profiles; i++)
+			profile_option(b, &gw->cfg->profiles[i]);
+		buf_appends(b, "</select></label>");
+	}
+	buf_appends(b, "<label>Server name (optional; several servers each need a name) "
+		    "<input name=\"server\" pattern=\"[a-z0-9._-]*\" maxlength=\"255\"></label>"
+		    "<button type=\"submit\">Start</button> <progress max=\"100\" value=\"0\" "
+		    "hidden></progress> <span class=\"msg\"></span></form>\n");
 }
 
 void hub__page_home(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
@@ -568,7 +636,8 @@ void hub__page_home(struct gw *gw, struct gw_conn *c, const struct gw_request *r
 
 	buf_init(&b, PAGE_MAX);
 	buf_appends(&b, "<h1>My servers</h1><table class=\"servers\"><thead><tr><th>Name</th>"
-		    "<th>State</th><th>Progress</th><th></th></tr></thead><tbody>\n");
+		    "<th>State</th><th>Profile</th><th>Progress</th><th></th></tr></thead>"
+		    "<tbody>\n");
 	for (s = gw->spawner ? spawner_server_next(gw->spawner, NULL) : NULL; s;
 	     s = spawner_server_next(gw->spawner, s)) {
 		if (strcmp(s->user, me) != 0)
@@ -578,10 +647,8 @@ void hub__page_home(struct gw *gw, struct gw_conn *c, const struct gw_request *r
 	}
 	if (!have_default)
 		server_row(&b, me, "", NULL);
-	buf_appends(&b, "</tbody></table>\n<form class=\"named\" data-user=\"");
-	put_esc(&b, me);
-	buf_appends(&b, "\"><label>New named server <input name=\"server\" pattern=\"[a-z0-9._-]+\" "
-		    "required></label><button type=\"submit\">Start</button></form>\n");
+	buf_appends(&b, "</tbody></table>\n");
+	spawn_form(gw, &b, me);
 	page_send(gw, c, req, 200, &p, b.data);
 	buf_release(&b);
 }
@@ -741,7 +808,7 @@ static const char static_app_js[] =
 	"      headers: { \"X-XSRFToken\": xsrf, \"Content-Type\": \"application/json\" },\n"
 	"      body: body === undefined ? undefined : JSON.stringify(body) });\n"
 	"  }\n"
-	"  function row(el) { return el.closest(\"tr\") || document.body; }\n"
+	"  function row(el) { return el.closest(\"tr\") || el.closest(\"form\") || document.body; }\n"
 	"  function say(r, text) { var m = r.querySelector(\".msg\"); if (m) m.textContent = text; }\n"
 	"  function watch(btn) {\n"
 	"    var r = row(btn), bar = r.querySelector(\"progress\");\n"
@@ -757,7 +824,9 @@ static const char static_app_js[] =
 	"    es.onerror = function () { es.close(); };\n"
 	"  }\n"
 	"  function start(btn) {\n"
-	"    call(\"POST\", btn.dataset.api, {}).then(function (res) {\n"
+	"    var opts = {};\n"
+	"    try { opts = JSON.parse(btn.dataset.options || \"{}\"); } catch (e) { opts = {}; }\n"
+	"    call(\"POST\", btn.dataset.api, opts).then(function (res) {\n"
 	"      if (res.status === 201 || res.status === 202) { watch(btn); return; }\n"
 	"      return res.json().then(function (j) {\n"
 	"        if (/already running/.test(j.message || \"\")) window.location.href = btn.dataset.url;\n"
@@ -783,11 +852,13 @@ static const char static_app_js[] =
 	"  });\n"
 	"  document.addEventListener(\"submit\", function (ev) {\n"
 	"    var f = ev.target, u = encodeURIComponent(f.dataset.user || \"\");\n"
-	"    if (f.classList.contains(\"named\")) {\n"
+	"    if (f.classList.contains(\"spawn\")) {\n"
 	"      ev.preventDefault();\n"
-	"      var b = document.createElement(\"button\");\n"
-	"      b.dataset.api = \"/hub/api/users/\" + u + \"/servers/\" + encodeURIComponent(f.server.value);\n"
-	"      b.dataset.url = \"/user/\" + u + \"/\" + encodeURIComponent(f.server.value) + \"/\";\n"
+	"      var name = f.server.value.trim(), b = document.createElement(\"button\");\n"
+	"      var sel = f.profile, opt = sel ? sel.options[sel.selectedIndex] : null;\n"
+	"      b.dataset.api = \"/hub/api/users/\" + u + (name ? \"/servers/\" + encodeURIComponent(name) : \"/server\");\n"
+	"      b.dataset.url = \"/user/\" + u + \"/\" + (name ? encodeURIComponent(name) + \"/\" : \"\") + (opt ? opt.dataset.suffix : \"\");\n"
+	"      b.dataset.options = JSON.stringify(sel ? { profile: sel.value } : {});\n"
 	"      f.appendChild(b); b.hidden = true; start(b);\n"
 	"    } else if (f.classList.contains(\"token\")) {\n"
 	"      ev.preventDefault();\n"

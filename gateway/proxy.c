@@ -162,10 +162,12 @@ static void append_client_headers(struct buf *b, const struct http_req *req)
 }
 
 static void build_request(struct buf *b, const struct gw_conn *c, const struct http_req *req,
-			  const struct auth_ident *who)
+			  const struct auth_ident *who, size_t strip)
 {
+	/* Host stays the client's even when the prefix is stripped: code-server
+	 * refuses a WebSocket whose Origin host differs from Host (403) */
 	buf_appendf(b, "%s %s%s%s HTTP/1.1\r\nHost: %.*s\r\n", req->method_str,
-		    req->path.encoded, req->query ? "?" : "", req->query ? req->query : "",
+		    req->path.encoded + strip, req->query ? "?" : "", req->query ? req->query : "",
 		    (int)req->host_len, req->host);
 	append_client_headers(b, req);
 	if (req->ws_upgrade)
@@ -386,7 +388,8 @@ static void touch(struct gw_conn *c)
 }
 
 void gw__proxy_start(struct gw_conn *c, const struct http_req *req, const struct auth_ident *who,
-		     const char *user, const char *server, const char *upstream, char *ws_key)
+		     const char *user, const char *server, const char *upstream, size_t strip,
+		     char *ws_key)
 {
 	struct gw_up *up = pool_take(c->core, upstream);
 	struct err *err = NULL;
@@ -404,8 +407,9 @@ void gw__proxy_start(struct gw_conn *c, const struct http_req *req, const struct
 	c->up = up;
 	c->user = xstrdup(user);
 	c->server = xstrdup(server);
+	c->strip = strip ? xstrndup(req->path.encoded, strip) : NULL;
 	c->st = GW_CS_PROXY;
-	build_request(&up->out, c, req, who);
+	build_request(&up->out, c, req, who, strip);
 	if (up->from_pool) {
 		up->replay = xmalloc(up->out.len);
 		memcpy(up->replay, up->out.data, up->out.len);
@@ -572,6 +576,22 @@ static void append_csp(struct buf *b, const struct gw_conn *c, const struct http
 	buf_appends(b, "\r\n");
 }
 
+/*
+ * A stripped server thinks it lives at "/": an absolute-path Location
+ * ("/login") would leave the user's prefix, so it gets the prefix back.
+ * Full URLs and scheme-relative ones ("//host") are forwarded unchanged.
+ */
+static bool append_location(struct buf *b, const struct gw_conn *c, const struct http_header *h)
+{
+	if (!c->strip || h->name_len != 8 || strncasecmp(h->name, "Location", 8) != 0 ||
+	    h->value_len < 1 || h->value[0] != '/' || (h->value_len > 1 && h->value[1] == '/'))
+		return false;
+	buf_appendf(b, "Location: %s", c->strip);
+	buf_append(b, h->value, h->value_len);
+	buf_appends(b, "\r\n");
+	return true;
+}
+
 void gw__proxy_response_headers(struct buf *b, const struct gw_conn *c,
 				const struct http_resp *resp, bool upgrade)
 {
@@ -592,6 +612,8 @@ void gw__proxy_response_headers(struct buf *b, const struct gw_conn *c,
 			append_csp(b, c, h);
 			continue;
 		}
+		if (append_location(b, c, h))
+			continue;
 		buf_append(b, h->name, h->name_len);
 		buf_appends(b, ": ");
 		buf_append(b, h->value, h->value_len);

@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "gateway/http.h"
 #include "gateway/route.h"
 
 struct gw_routes {
@@ -119,6 +120,12 @@ int gw_upstream_parse(const char *upstream, bool *is_unix, char **host, int *por
 int gw_routes_set(struct gw_routes *rt, const char *user, const char *server,
 		  const char *upstream, struct err **err)
 {
+	return gw_routes_set_flags(rt, user, server, upstream, 0, err);
+}
+
+int gw_routes_set_flags(struct gw_routes *rt, const char *user, const char *server,
+			const char *upstream, unsigned flags, struct err **err)
+{
 	struct gw_route *r;
 	char *host = NULL;
 	bool is_unix;
@@ -136,6 +143,7 @@ int gw_routes_set(struct gw_routes *rt, const char *user, const char *server,
 		free(r->upstream);
 		r->upstream = xstrdup(upstream);
 		r->created_ms = time_now_ms();
+		r->flags = flags;
 		return 0;
 	}
 	if (rt->n == rt->cap) {
@@ -147,11 +155,35 @@ int gw_routes_set(struct gw_routes *rt, const char *user, const char *server,
 	r->server = xstrdup(server);
 	r->upstream = xstrdup(upstream);
 	r->created_ms = r->last_activity_ms = time_now_ms();
+	r->flags = flags;
 	i = -i - 1;
 	memmove(rt->v + i + 1, rt->v + i, (rt->n - (size_t)i) * sizeof(struct gw_route *));
 	rt->v[i] = r;
 	rt->n++;
 	return 0;
+}
+
+int gw_route_strip(const char *encoded, const char *user, const char *server, size_t *skip)
+{
+	char *u = http_path_encode_segment(user);
+	char *s = server && *server ? http_path_encode_segment(server) : NULL;
+	char *prefix = s ? xasprintf("/user/%s/%s", u, s) : xasprintf("/user/%s", u);
+	size_t n = strlen(prefix);
+	int r = -1;
+
+	/* whole segments only: "/user/a/vscodeX" is not under "/user/a/vscode" */
+	if (strncmp(encoded, prefix, n) == 0) {
+		if (encoded[n] == '\0')
+			r = 1;
+		else if (encoded[n] == '/')
+			r = 0;
+	}
+	if (r == 0)
+		*skip = n;
+	free(u);
+	free(s);
+	free(prefix);
+	return r;
 }
 
 void gw_routes_del(struct gw_routes *rt, const char *user, const char *server)

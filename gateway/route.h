@@ -22,12 +22,21 @@
 
 struct err;
 
+/* Route flags (gw_routes_set_flags). */
+enum gw_route_flags {
+	/* The server has no base-path option (code-server): the proxy removes
+	 * /user/<name>[/<server>] before forwarding, and the bare prefix
+	 * redirects to the trailing-slash form (gw_route_strip()). */
+	GW_ROUTE_STRIP_PREFIX = 1 << 0,
+};
+
 struct gw_route {
 	char *user;                /* normalised user name, owned */
 	char *server;              /* "" = the default server, owned */
 	char *upstream;            /* "unix:/abs/path" or "host:port", owned */
 	int64_t last_activity_ms;  /* wall clock ms; traffic either way, HTTP and WS */
 	int64_t created_ms;        /* wall clock ms of the last gw_routes_set */
+	unsigned flags;            /* enum gw_route_flags */
 };
 
 struct gw_routes;
@@ -46,6 +55,26 @@ void gw_routes_free(struct gw_routes *rt);
  */
 int gw_routes_set(struct gw_routes *rt, const char *user, const char *server,
 		  const char *upstream, struct err **err);
+
+/* Same with flags (enum gw_route_flags); gw_routes_set() passes 0. A
+ * replaced route takes the new flags. */
+int gw_routes_set_flags(struct gw_routes *rt, const char *user, const char *server,
+			const char *upstream, unsigned flags, struct err **err);
+
+/*
+ * Prefix stripping for GW_ROUTE_STRIP_PREFIX routes. encoded is the
+ * canonical, re-encoded request path (http_path.encoded) of a request
+ * routed to (user, server); the prefix is "/user/<user>" plus "/<server>"
+ * for a named server, each segment encoded as http_path_encode_segment()
+ * does. Returns:
+ *   0  the path is below the prefix; *skip = bytes to drop from encoded
+ *      (what remains starts with '/': "/user/a/vscode/x" -> "/x");
+ *   1  the path is the bare prefix without its trailing slash: redirect to
+ *      encoded + "/" (query kept);
+ *  -1  the path is not under the prefix ("/user/a/vscodeX"): not this route.
+ * Pure function; any thread.
+ */
+int gw_route_strip(const char *encoded, const char *user, const char *server, size_t *skip);
 
 /* Removes the route for (user, server); no-op when absent. */
 void gw_routes_del(struct gw_routes *rt, const char *user, const char *server);

@@ -647,11 +647,37 @@ static bool proxy_precheck(struct gw_conn *c, struct http_req *req)
 	return true;
 }
 
+/*
+ * A GW_ROUTE_STRIP_PREFIX route: the bare prefix redirects to its
+ * trailing-slash form (relative URLs of the server resolve below it), a
+ * path below it is forwarded without it (*strip bytes dropped). False when
+ * the request was answered here.
+ */
+static bool strip_checked(struct gw_conn *c, struct http_req *req, const char *user,
+			  const char *server, size_t *strip)
+{
+	char *loc;
+	int r = gw_route_strip(req->path.encoded, user, server, strip);
+
+	if (r == 0)
+		return true;
+	if (r < 0) {
+		gw__conn_error(c, req->path.encoded, 404, false, "not found", NULL);
+		return false;
+	}
+	loc = xasprintf("%s/%s%s", req->path.encoded, req->query ? "?" : "",
+			req->query ? req->query : "");
+	send_redirect(c, loc);
+	free(loc);
+	return false;
+}
+
 static void proxy_authorised(struct gw_conn *c, struct http_req *req,
 			     const struct auth_ident *who, const char *user, bool fresh)
 {
 	struct gw *gw = c->core->gw;
 	const char *server = "";
+	size_t strip = 0;
 	const struct gw_route *rt;
 	const struct http_header *key;
 
@@ -683,8 +709,10 @@ static void proxy_authorised(struct gw_conn *c, struct http_req *req,
 		not_running(c, req, who, user, server);
 		return;
 	}
+	if ((rt->flags & GW_ROUTE_STRIP_PREFIX) && !strip_checked(c, req, user, server, &strip))
+		return;
 	key = http_req_header(req, "Sec-WebSocket-Key", NULL);
-	gw__proxy_start(c, req, who, user, server, rt->upstream,
+	gw__proxy_start(c, req, who, user, server, rt->upstream, strip,
 			req->ws_upgrade && key ? xstrndup(key->value, key->value_len) : NULL);
 }
 

@@ -37,12 +37,30 @@ struct sub {
 	struct sub *next;
 };
 
-/* Monotonic start time of a pending spawn, keyed by (user, server). */
+/* Events of one spawn kept for late subscribers (image, sandbox, ...). */
+#define TIMER_MAX_EVENTS 16
+
+/*
+ * One pending spawn, keyed by (user, server): its monotonic start time
+ * (the histogram) and its progress events so far, which a progress stream
+ * opened after the POST replays first (JupyterHub's progress API does the
+ * same), so nobody misses "image ... ready" or "sandbox up".
+ */
 struct timer {
 	char *key;           /* "user/server" */
 	int64_t start_mono;
+	char *events[TIMER_MAX_EVENTS]; /* event JSON, oldest first */
+	int nevents;
 	struct timer *next;
 };
+
+static void timer_free(struct timer *t)
+{
+	for (int i = 0; i < t->nevents; i++)
+		free(t->events[i]);
+	free(t->key);
+	free(t);
+}
 
 struct gw_servers {
 	struct gw *gw;
@@ -83,8 +101,7 @@ void gw_servers_free(struct gw_servers *sv)
 	}
 	for (t = sv->timers; t; t = tn) {
 		tn = t->next;
-		free(t->key);
-		free(t);
+		timer_free(t);
 	}
 	free(sv);
 }
@@ -101,27 +118,48 @@ static char *timer_key(const char *user, const char *server)
 	return xasprintf("%s/%s", user, server ? server : "");
 }
 
-static void timer_start(struct gw_servers *sv, const char *user, const char *server)
+static struct timer *timer_find(struct gw_servers *sv, const char *user, const char *server)
 {
 	char *key = timer_key(user, server);
 	struct timer *t;
 
-	for (t = sv->timers; t; t = t->next)
+	for (t = sv ? sv->timers : NULL; t; t = t->next)
 		if (strcmp(t->key, key) == 0)
 			break;
+	free(key);
+	return t;
+}
+
+/* Starts (or restarts) the spawn timer of (user, server), history cleared. */
+static void timer_start(struct gw_servers *sv, const char *user, const char *server)
+{
+	struct timer *t = timer_find(sv, user, server);
+
 	if (!t) {
-		if (sv->ntimers >= SERVERS_MAX_TIMERS) {
-			free(key);
+		if (sv->ntimers >= SERVERS_MAX_TIMERS)
 			return;
-		}
 		t = xcalloc(1, sizeof(*t));
-		t->key = steal_ptr(&key);
+		t->key = timer_key(user, server);
 		t->next = sv->timers;
 		sv->timers = t;
 		sv->ntimers++;
 	}
 	t->start_mono = time_mono_ms();
-	free(key);
+	while (t->nevents > 0)
+		free(t->events[--t->nevents]);
+}
+
+/* Keeps a pending spawn's event; past the cap only the latest is kept. */
+static void timer_event(struct gw_servers *sv, const char *user, const char *server,
+			const char *json)
+{
+	struct timer *t = timer_find(sv, user, server);
+
+	if (!t)
+		return;
+	if (t->nevents == TIMER_MAX_EVENTS)
+		free(t->events[--t->nevents]);
+	t->events[t->nevents++] = xstrdup(json);
 }
 
 /* Removes the timer; returns its age in seconds, or -1 if none. */
@@ -136,8 +174,7 @@ static double timer_stop(struct gw_servers *sv, const char *user, const char *se
 			continue;
 		age = (double)(time_mono_ms() - t->start_mono) / 1000.0;
 		*pp = t->next;
-		free(t->key);
-		free(t);
+		timer_free(t);
 		sv->ntimers--;
 		break;
 	}
@@ -214,7 +251,9 @@ static void apply_event(struct gw_servers *sv, struct spawner_server *srv,
 	double age;
 
 	if (ev->ready && srv->upstream) {
-		if (gw_routes_set(gw->routes, srv->user, srv->name, srv->upstream, &err) < 0) {
+		/* code-server has no base path: the backend says so per server */
+		if (gw_routes_set_flags(gw->routes, srv->user, srv->name, srv->upstream,
+					srv->strip_prefix ? GW_ROUTE_STRIP_PREFIX : 0, &err) < 0) {
 			log_err("cannot publish route for '%s/%s': %s", srv->user, srv->name,
 				err->msg);
 			err_free(&err);
@@ -245,20 +284,26 @@ void gw_servers_on_event(void *arg, struct spawner_server *srv, const struct spa
 	bool final = ev->ready || ev->failed || ev->state == SPAWNER_STOPPED;
 	char *json;
 
-	apply_event(sv, srv, ev);
 	json = event_json(srv, ev->failed || ev->ready ? 100 : ev->progress, ev->message,
 			  ev->ready, ev->failed || ev->state == SPAWNER_STOPPED);
+	if (!final)
+		timer_event(sv, srv->user, srv->name, json);
+	apply_event(sv, srv, ev);
 	broadcast(sv, srv, json, final);
 	free(json);
 }
 
 /* ---- start / stop ---- */
 
-/* The environment of a server: its token and where to find the hub. */
+/*
+ * The environment of a server: its token and where to find the hub
+ * (JupyterHub's names, which jupyterhub-singleuser and extensions read,
+ * and ours). The token is never logged: env_free() wipes it.
+ */
 static char **server_env(const struct gw_cfg *cfg, const char *user, const char *server,
 			 const char *token)
 {
-	char **env = xcalloc(11, sizeof(*env));
+	char **env = xcalloc(12, sizeof(*env));
 	char *base = spawner_base_url(user, server);
 	size_t n = 0;
 
@@ -272,6 +317,8 @@ static char **server_env(const struct gw_cfg *cfg, const char *user, const char 
 	env[n++] = xasprintf("JUPYTERHUB_SERVICE_PREFIX=%s", base);
 	env[n++] = xasprintf("JUPYTERHUB_ACTIVITY_URL=%s/hub/api/users/%s/activity",
 			     cfg->public_url, user);
+	/* where the server is reached from outside (public URL + prefix) */
+	env[n++] = xasprintf("JUPYTERHUB_SERVICE_URL=%s%s", cfg->public_url, base);
 	env[n] = NULL;
 	free(base);
 	return env;
@@ -360,6 +407,7 @@ int gw_servers_subscribe(struct gw *gw, struct gw_conn *c, const char *user,
 	struct spawner_server *srv = spawner_server_find(gw->spawner, user, server);
 	bool pending, ready;
 	struct gw_response head;
+	struct timer *t;
 	struct sub *s;
 	char *json;
 
@@ -371,11 +419,21 @@ int gw_servers_subscribe(struct gw *gw, struct gw_conn *c, const char *user,
 	gw_response_header(&head, "Content-Type", "text/event-stream");
 	gw_response_header(&head, "Cache-Control", "no-cache");
 	gw_stream_begin(c, &head);
-	json = event_json(srv, ready || !pending ? 100 : srv->progress,
-			  ready ? "Server ready" : pending ? srv->message : "Spawn failed",
-			  ready, !ready && !pending);
-	stream_event(c, json);
-	free(json);
+	t = pending ? timer_find(sv, user, server) : NULL;
+	if (t && t->nevents > 0) {
+		/* this spawn's events so far, then live ones as they come */
+		for (int i = 0; i < t->nevents; i++)
+			stream_event(c, t->events[i]);
+	} else {
+		/* a failed spawn says why (quota, image missing, ...): the reason
+		 * is the backend's message, which never holds secrets */
+		json = event_json(srv, ready || !pending ? 100 : srv->progress,
+				  ready ? "Server ready" : pending ? srv->message :
+				  srv->state == SPAWNER_FAILED && srv->message ? srv->message :
+				  "Spawn failed", ready, !ready && !pending);
+		stream_event(c, json);
+		free(json);
+	}
 	if (!pending || !sv || sv->nsubs >= SERVERS_MAX_SUBS) {
 		gw_stream_end(c);
 		return 0;

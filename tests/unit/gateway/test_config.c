@@ -91,7 +91,7 @@ static void test_config_defaults_valid(void **state)
 	assert_string_equal(c.access_log, "./state/access.log");
 	assert_int_equal(c.log_level, GW_LOG_INFO);
 	assert_int_equal(c.url_mode, GW_URL_PATH);
-	assert_int_equal(c.spawner, GW_SPAWNER_PROCESS);
+	assert_int_equal(c.spawner, GW_SPAWNER_LOCAL);
 	assert_false(c.tls);
 	assert_false(c.cookie_secure);
 	assert_int_equal(c.header_bytes, 16384);
@@ -283,6 +283,238 @@ static void test_config_missing_file(void **state)
 	err_free(&e);
 }
 
+/* ---- local backend settings (issue 3) ---- */
+
+static void test_config_local_defaults(void **state)
+{
+	struct gw_cfg c;
+	struct err *e = NULL;
+	struct spawner_cfg sc = { 0 };
+
+	assert_int_equal(gw_cfg_load(&c, NULL, &e), 0);
+	assert_int_equal(c.n_profiles, 2);
+	assert_string_equal(c.profiles[0].name, "jupyterlab");
+	assert_string_equal(c.profiles[0].image, "jupyterlab");
+	assert_int_equal(c.profiles[0].cpu_millis, 2000);
+	assert_int_equal(c.profiles[0].memory_bytes, 4LL << 30);
+	assert_string_equal(c.profiles[0].network, "none");
+	assert_string_equal(c.profiles[1].name, "vscode");
+	assert_string_equal(c.profiles[1].image, "vscode");
+	assert_string_equal(c.images[0], "jupyterlab");
+	assert_string_equal(c.images[2], "minimal");
+	assert_null(c.images[3]);
+	assert_int_equal(c.quota.max_servers, 4);
+	assert_int_equal(c.quota.max_cpu_millis, 4000);
+	assert_int_equal(c.quota.max_memory_bytes, 8LL << 30);
+	assert_int_equal(c.quota.max_gpus, 1);
+	assert_string_equal(c.image_store, "/var/cache/nbgate/images");
+	assert_int_equal(c.sandbox_uid_base, 200000);
+	/* next to the test binary: <exe dir>/../sandbox/profiles/default.json */
+	assert_true(c.seccomp_profile[0] == '/');
+	assert_null(strstr(c.seccomp_profile, "/../"));
+	assert_non_null(strstr(c.seccomp_profile, "/sandbox/profiles/default.json"));
+	gw_cfg_spawner_fill(&c, &sc);
+	assert_ptr_equal(sc.profiles, c.profiles);
+	assert_int_equal(sc.n_profiles, 2);
+	assert_string_equal(sc.images[1], "vscode");
+	assert_int_equal(sc.quota.max_servers, 4);
+	assert_int_equal(sc.uid_base, 200000);
+	assert_ptr_equal(sc.seccomp_profile, c.seccomp_profile);
+	assert_non_null(gw_cfg_profile_find(&c, "vscode"));
+	assert_null(gw_cfg_profile_find(&c, "vscod"));
+	assert_true(gw_cfg_image_allowed(&c, "minimal"));
+	assert_false(gw_cfg_image_allowed(&c, "minimal2"));
+	gw_cfg_free(&c);
+	assert_null(c.profiles);
+}
+
+static void test_config_profiles_parse(void **state)
+{
+	struct gw_cfg c;
+	char *msg = NULL;
+
+	assert_int_equal(load_text(&c, "{\"profiles\": [{\"name\": \"gpu-1\", \"display_name\": "
+				   "\"One GPU\", \"image\": \"jupyterlab\", \"cpu\": 0.5, "
+				   "\"memory\": \"512M\", \"pids\": 2048, \"gpus\": 1, "
+				   "\"gpu_model\": \"A100\", \"network\": \"egress\"}, "
+				   "{\"name\": \"small\", \"image\": \"minimal\", \"cpu\": 1, "
+				   "\"memory\": 1073741824}]}", &msg), 0);
+	assert_int_equal(c.n_profiles, 2);
+	assert_string_equal(c.profiles[0].display_name, "One GPU");
+	assert_int_equal(c.profiles[0].cpu_millis, 500);
+	assert_int_equal(c.profiles[0].memory_bytes, 512LL << 20);
+	assert_int_equal(c.profiles[0].pids_max, 2048);
+	assert_int_equal(c.profiles[0].gpus, 1);
+	assert_string_equal(c.profiles[0].gpu_model, "A100");
+	assert_string_equal(c.profiles[0].network, "egress");
+	/* display_name defaults to the name */
+	assert_string_equal(c.profiles[1].display_name, "small");
+	assert_int_equal(c.profiles[1].memory_bytes, 1LL << 30);
+	assert_string_equal(c.profiles[1].gpu_model, "");
+	gw_cfg_free(&c);
+}
+
+#define P(extra) "{\"profiles\": [{\"name\": \"p\", \"image\": \"minimal\", " extra "}]}"
+#define PCM(extra) P("\"cpu\": 1, \"memory\": \"1G\"" extra)
+
+static void test_config_profiles_limits(void **state)
+{
+	/* cpu: 0.001 .. quota.max_cpu (4) by default; 1024 with no quota */
+	expect_accept(P("\"cpu\": 0.001, \"memory\": \"1G\""));
+	expect_reject(P("\"cpu\": 0.0001, \"memory\": \"1G\""), "profiles[0].cpu");
+	expect_reject(P("\"cpu\": 0, \"memory\": \"1G\""), "profiles[0].cpu");
+	expect_reject(P("\"cpu\": -1, \"memory\": \"1G\""), "profiles[0].cpu");
+	expect_reject(P("\"cpu\": \"2\", \"memory\": \"1G\""), "profiles[0].cpu");
+	expect_accept(P("\"cpu\": 4, \"memory\": \"1G\""));
+	expect_reject(P("\"cpu\": 4.5, \"memory\": \"1G\""), "profiles[0].cpu exceeds quota.max_cpu");
+	expect_accept("{\"quota\": {}, \"profiles\": [{\"name\": \"p\", \"image\": \"minimal\", "
+		      "\"cpu\": 1024, \"memory\": \"1G\"}]}");
+	expect_reject("{\"quota\": {}, \"profiles\": [{\"name\": \"p\", \"image\": \"minimal\", "
+		      "\"cpu\": 1024.001, \"memory\": \"1G\"}]}", "profiles[0].cpu");
+	/* memory: 32M .. quota.max_memory (8G) */
+	expect_accept(P("\"cpu\": 1, \"memory\": \"32M\""));
+	expect_reject(P("\"cpu\": 1, \"memory\": \"31M\""), "profiles[0].memory");
+	expect_accept(P("\"cpu\": 1, \"memory\": \"8G\""));
+	expect_reject(P("\"cpu\": 1, \"memory\": 8589934593"), "exceeds quota.max_memory");
+	expect_reject(P("\"cpu\": 1, \"memory\": \"lots\""), "profiles[0].memory");
+	expect_reject(P("\"cpu\": 1, \"memory\": 1.5"), "profiles[0].memory");
+	expect_reject(P("\"cpu\": 1"), "profiles[0].memory: required");
+	expect_reject(P("\"memory\": \"1G\""), "profiles[0].cpu: required");
+	/* pids 0 or 16..1000000 */
+	expect_accept(PCM(", \"pids\": 0"));
+	expect_accept(PCM(", \"pids\": 16"));
+	expect_reject(PCM(", \"pids\": 15"), "profiles[0].pids");
+	expect_accept(PCM(", \"pids\": 1000000"));
+	expect_reject(PCM(", \"pids\": 1000001"), "profiles[0].pids");
+	expect_reject(PCM(", \"pids\": 1.5"), "profiles[0].pids");
+	/* gpus 0..quota.max_gpus (1) */
+	expect_accept(PCM(", \"gpus\": 1"));
+	expect_reject(PCM(", \"gpus\": 2"), "profiles[0].gpus exceeds quota.max_gpus");
+	expect_reject(PCM(", \"gpus\": -1"), "profiles[0].gpus");
+	expect_reject("{\"quota\": {\"max_gpus\": 16}, \"profiles\": [{\"name\": \"p\", \"image\": "
+		      "\"minimal\", \"cpu\": 1, \"memory\": \"1G\", \"gpus\": 17}]}",
+		      "profiles[0].gpus");
+}
+
+static void test_config_profiles_strict(void **state)
+{
+	expect_reject("{\"profiles\": []}", "'profiles'");
+	expect_reject("{\"profiles\": {}}", "'profiles'");
+	expect_reject("{\"profiles\": [1]}", "profiles[0]: expected an object");
+	expect_reject(PCM(", \"command\": \"/bin/sh\""), "profiles[0].command: unknown key");
+	expect_reject(PCM(", \"cpu\": 2"), "profiles[0].cpu: duplicate key");
+	expect_reject(P("\"cpu\": 1, \"memory\": \"1G\", \"network\": \"host\""),
+		      "profiles[0].network");
+	expect_accept(PCM(", \"network\": \"none\""));
+	expect_reject("{\"profiles\": [{\"image\": \"minimal\", \"cpu\": 1, \"memory\": \"1G\"}]}",
+		      "profiles[0].name: required");
+	expect_reject("{\"profiles\": [{\"name\": \"p\", \"cpu\": 1, \"memory\": \"1G\"}]}",
+		      "profiles[0].image: required");
+	expect_reject("{\"profiles\": [{\"name\": \"P\", \"image\": \"minimal\", \"cpu\": 1, "
+		      "\"memory\": \"1G\"}]}", "profiles[0].name");
+	expect_reject("{\"profiles\": [{\"name\": \"-p\", \"image\": \"minimal\", \"cpu\": 1, "
+		      "\"memory\": \"1G\"}]}", "profiles[0].name");
+	expect_accept("{\"profiles\": [{\"name\": \"abcdefghijklmnopqrstuvwxyz012345\", "
+		      "\"image\": \"minimal\", \"cpu\": 1, \"memory\": \"1G\"}]}");
+	expect_reject("{\"profiles\": [{\"name\": \"abcdefghijklmnopqrstuvwxyz0123456\", "
+		      "\"image\": \"minimal\", \"cpu\": 1, \"memory\": \"1G\"}]}",
+		      "profiles[0].name");
+	expect_reject("{\"profiles\": [{\"name\": \"p\", \"image\": \"../etc\", \"cpu\": 1, "
+		      "\"memory\": \"1G\"}]}", "profiles[0].image");
+	expect_reject(PCM(", \"display_name\": \"a\\nb\""), "profiles[0].display_name");
+	expect_reject(PCM(", \"display_name\": \"\""), "profiles[0].display_name");
+	expect_reject("{\"profiles\": [{\"name\": \"p\", \"image\": \"minimal\", \"cpu\": 1, "
+		      "\"memory\": \"1G\"}, {\"name\": \"p\", \"image\": \"minimal\", \"cpu\": 1, "
+		      "\"memory\": \"1G\"}]}", "profiles[1].name: 'p' is used twice");
+	expect_reject("{\"profiles\": [], \"profiles\": []}", "'profiles'");
+}
+
+static void test_config_quota_limits(void **state)
+{
+	struct gw_cfg c;
+
+	assert_int_equal(load_text(&c, "{\"quota\": {}}", NULL), 0);
+	assert_int_equal(c.quota.max_servers, 0); /* unlimited */
+	assert_int_equal(c.quota.max_cpu_millis, 0);
+	gw_cfg_free(&c);
+	assert_int_equal(load_text(&c, "{\"quota\": {\"max_servers\": 2, \"max_cpu\": 8, "
+				   "\"max_memory\": \"16G\", \"max_gpus\": 2}}", NULL), 0);
+	assert_int_equal(c.quota.max_servers, 2);
+	assert_int_equal(c.quota.max_cpu_millis, 8000);
+	assert_int_equal(c.quota.max_memory_bytes, 16LL << 30);
+	assert_int_equal(c.quota.max_gpus, 2);
+	gw_cfg_free(&c);
+	expect_accept("{\"quota\": {\"max_servers\": 1000}}");
+	expect_reject("{\"quota\": {\"max_servers\": 1001}}", "quota.max_servers");
+	expect_reject("{\"quota\": {\"max_servers\": -1}}", "quota.max_servers");
+	expect_accept("{\"quota\": {\"max_cpu\": 0}}");
+	expect_reject("{\"quota\": {\"max_cpu\": -0.5}}", "quota.max_cpu");
+	expect_reject("{\"quota\": {\"max_cpu\": 1}}", "profiles[0].cpu exceeds quota.max_cpu");
+	expect_accept("{\"quota\": {\"max_memory\": 0}}");
+	expect_reject("{\"quota\": {\"max_memory\": \"16M\"}}", "quota.max_memory");
+	expect_accept("{\"quota\": {\"max_gpus\": 16}}");
+	expect_reject("{\"quota\": {\"max_gpus\": 17}}", "quota.max_gpus");
+	expect_reject("{\"quota\": {\"max_disk\": 1}}", "quota.max_disk: unknown key");
+	expect_reject("{\"quota\": []}", "'quota'");
+}
+
+static void test_config_local_scalars(void **state)
+{
+	expect_accept("{\"images\": []}");
+	expect_accept("{\"images\": [\"my-image_2.0\"]}");
+	expect_reject("{\"images\": [\"Bad\"]}", "'images'");
+	expect_reject("{\"images\": [\"a/b\"]}", "'images'");
+	expect_reject("{\"images\": [\"a\", \"a\"]}", "listed twice");
+	expect_reject("{\"image_store\": \"relative/dir\"}", "'image_store'");
+	expect_accept("{\"seccomp_profile\": \"/etc/nbgate/seccomp.json\"}");
+	expect_reject("{\"seccomp_profile\": \"seccomp.json\"}", "'seccomp_profile'");
+	expect_accept("{\"sandbox_uid_base\": 1000}");
+	expect_reject("{\"sandbox_uid_base\": 999}", "'sandbox_uid_base'");
+	expect_accept("{\"sandbox_uid_base\": 4000000000}");
+	expect_reject("{\"sandbox_uid_base\": 4000000001}", "'sandbox_uid_base'");
+	expect_accept("{\"spawner\": \"process\"}");
+}
+
+static void test_config_local_env_and_print(void **state)
+{
+	struct gw_cfg c, c2;
+	struct err *e = NULL;
+	char *out, *path;
+
+	setenv("NBGATE_PROFILES", "[{\"name\":\"env\",\"image\":\"minimal\",\"cpu\":1,"
+	       "\"memory\":\"768M\"}]", 1);
+	setenv("NBGATE_QUOTA", "{\"max_servers\": 7}", 1);
+	setenv("NBGATE_IMAGE_STORE", "/srv/images", 1);
+	assert_int_equal(gw_cfg_load(&c, NULL, &e), 0);
+	assert_string_equal(c.profiles[0].name, "env");
+	assert_int_equal(c.quota.max_servers, 7);
+	assert_string_equal(c.image_store, "/srv/images");
+	out = gw_cfg_print(&c);
+	assert_non_null(strstr(out, "\"memory\":\t\"768M\""));
+	assert_non_null(strstr(out, "\"max_servers\":\t7"));
+	clean_env(NULL);
+	path = tmp_json(out);
+	assert_int_equal(gw_cfg_load(&c2, path, &e), 0);
+	assert_string_equal(c2.profiles[0].name, "env");
+	assert_int_equal(c2.profiles[0].memory_bytes, 768LL << 20);
+	assert_int_equal(c2.quota.max_servers, 7);
+	assert_string_equal(c2.seccomp_profile, c.seccomp_profile);
+	unlink(path);
+	free(path);
+	free(out);
+	gw_cfg_free(&c);
+	gw_cfg_free(&c2);
+	setenv("NBGATE_QUOTA", "{\"max_servers\": 7", 1);
+	assert_true(gw_cfg_load(&c, NULL, &e) < 0);
+	assert_non_null(strstr(e->msg, "NBGATE_QUOTA"));
+	err_free(&e);
+	setenv("NBGATE_QUOTA", "{\"max_servers\": 1001}", 1);
+	assert_true(gw_cfg_load(&c, NULL, &e) < 0);
+	assert_non_null(strstr(e->msg, "quota.max_servers"));
+	err_free(&e);
+	clean_env(NULL);
+}
+
 #define T(f) cmocka_unit_test_setup(f, clean_env)
 
 int main(void)
@@ -299,6 +531,13 @@ int main(void)
 		T(test_config_server_cmd_env),
 		T(test_config_env_override),
 		T(test_config_missing_file),
+		T(test_config_local_defaults),
+		T(test_config_profiles_parse),
+		T(test_config_profiles_limits),
+		T(test_config_profiles_strict),
+		T(test_config_quota_limits),
+		T(test_config_local_scalars),
+		T(test_config_local_env_and_print),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

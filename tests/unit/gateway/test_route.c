@@ -118,6 +118,100 @@ static void test_touch_and_activity(void **state)
 	gw_routes_free(rt);
 }
 
+/* Canonical encoded form of raw, as the proxy sees it. */
+static char *canon(const char *raw)
+{
+	struct http_path p = { 0 };
+	struct http_error e = { 0 };
+	char *out;
+
+	if (http_path_canon(raw, strlen(raw), &p, &e) != 0)
+		fail_msg("'%s' not canonical: %s", raw, e.message);
+	out = xstrdup(p.encoded);
+	http_path_clear(&p);
+	return out;
+}
+
+/* gw_route_strip on canon(raw); returns its result, *rest what is forwarded. */
+static int strip(const char *raw, const char *user, const char *server, char **rest)
+{
+	char *enc = canon(raw);
+	size_t skip = 999;
+	int r = gw_route_strip(enc, user, server, &skip);
+
+	*rest = r == 0 ? xstrdup(enc + skip) : NULL;
+	if (r != 0)
+		assert_int_equal(skip, 999); /* untouched unless forwarding */
+	free(enc);
+	return r;
+}
+
+static void expect_strip(const char *raw, const char *user, const char *server,
+			 int want, const char *want_rest)
+{
+	char *rest = NULL;
+	int r = strip(raw, user, server, &rest);
+
+	if (r != want)
+		fail_msg("%s (%s/%s): got %d, want %d", raw, user, server, r, want);
+	if (want_rest && (!rest || strcmp(rest, want_rest) != 0))
+		fail_msg("%s: forwarded '%s', want '%s'", raw, rest ? rest : "(null)", want_rest);
+	free(rest);
+}
+
+static void test_strip_prefix(void **state)
+{
+	/* below the prefix: the rest is forwarded, starting with '/' */
+	expect_strip("/user/alice/vscode/", "alice", "vscode", 0, "/");
+	expect_strip("/user/alice/vscode/x", "alice", "vscode", 0, "/x");
+	expect_strip("/user/alice/vscode/static/a.js", "alice", "vscode", 0, "/static/a.js");
+	/* the bare prefix redirects */
+	expect_strip("/user/alice/vscode", "alice", "vscode", 1, NULL);
+	/* whole segments only */
+	expect_strip("/user/alice/vscodeX", "alice", "vscode", -1, NULL);
+	expect_strip("/user/alice/vscodeX/", "alice", "vscode", -1, NULL);
+	expect_strip("/user/alicea/vscode/", "alice", "vscode", -1, NULL);
+	expect_strip("/user/alic/vscode/", "alice", "vscode", -1, NULL);
+	expect_strip("/user/alice/other/vscode/", "alice", "vscode", -1, NULL);
+	/* an encoded slash is part of a segment, not a separator */
+	expect_strip("/user/alice/vscode%2Fx/", "alice", "vscode", -1, NULL);
+	expect_strip("/user/alice/vscode/a%2Fb", "alice", "vscode", 0, "/a%2Fb");
+	expect_strip("/user/alice/vs%2Fcode/", "alice", "vs/code", 0, "/");
+	/* dot segments are resolved before routing: no escape from the prefix */
+	expect_strip("/user/alice/vscode/../../bob/vscode/", "alice", "vscode", -1, NULL);
+	/* encoded names match the canonical encoding */
+	expect_strip("/user/al%20ice/vs%20code/x", "al ice", "vs code", 0, "/x");
+	expect_strip("/user/%61lice/vscode/x", "alice", "vscode", 0, "/x");
+	/* default server: prefix is /user/<name> */
+	expect_strip("/user/alice/", "alice", "", 0, "/");
+	expect_strip("/user/alice/x/y", "alice", "", 0, "/x/y");
+	expect_strip("/user/alice", "alice", "", 1, NULL);
+	expect_strip("/user/alicex/", "alice", "", -1, NULL);
+}
+
+static void test_route_flags(void **state)
+{
+	struct gw_routes *rt = gw_routes_new();
+	struct err *err = NULL;
+
+	assert_int_equal(gw_routes_set_flags(rt, "alice", "vscode", "unix:/run/v.sock",
+					     GW_ROUTE_STRIP_PREFIX, &err), 0);
+	assert_int_equal(gw_routes_set(rt, "alice", "", "unix:/run/a.sock", &err), 0);
+	assert_int_equal(gw_routes_get(rt, "alice", "vscode")->flags, GW_ROUTE_STRIP_PREFIX);
+	assert_int_equal(gw_routes_get(rt, "alice", "")->flags, 0);
+	/* a replaced route takes the new flags */
+	assert_int_equal(gw_routes_set(rt, "alice", "vscode", "unix:/run/v.sock", &err), 0);
+	assert_int_equal(gw_routes_get(rt, "alice", "vscode")->flags, 0);
+	assert_int_equal(gw_routes_set_flags(rt, "alice", "", "unix:/run/a.sock",
+					     GW_ROUTE_STRIP_PREFIX, &err), 0);
+	assert_int_equal(gw_routes_get(rt, "alice", "")->flags, GW_ROUTE_STRIP_PREFIX);
+	assert_true(gw_routes_set_flags(rt, "alice", "x", "bogus", GW_ROUTE_STRIP_PREFIX,
+					&err) < 0);
+	err_free(&err);
+	assert_null(gw_routes_get(rt, "alice", "x"));
+	gw_routes_free(rt);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -127,6 +221,8 @@ int main(void)
 		cmocka_unit_test(test_bad_upstreams),
 		cmocka_unit_test(test_upstream_parse),
 		cmocka_unit_test(test_touch_and_activity),
+		cmocka_unit_test(test_strip_prefix),
+		cmocka_unit_test(test_route_flags),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

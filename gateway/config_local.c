@@ -1,0 +1,572 @@
+/*
+ * config_local: the settings of the sandboxed local backend (issue 3)
+ * that are JSON values rather than scalars: `profiles` (a list of launch
+ * profiles) and `quota` (per-user limits), plus the helpers that hand
+ * them to the spawner. The scalar ones (images, image_store,
+ * seccomp_profile, sandbox_uid_base) are rows of gw_cfg_table in
+ * config.c.
+ *
+ * Everything is validated strictly: unknown keys inside a profile or the
+ * quota are errors, numbers have both a lower and an upper bound, and
+ * every message names the element ("profiles[1].memory: ...") so that an
+ * operator finds the mistake without reading the source.
+ *
+ * Startup thread only.
+ */
+#define LOG_PREFIX "gateway/config_local: "
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/cfg.h"
+#include "common/cleanup.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/xalloc.h"
+#include "gateway/config.h"
+
+/* Bounds; the reasons are in docs/operations.md ("Profiles"). */
+#define PROFILES_MAX 64
+#define PROFILE_NAME_MAX 32
+#define DISPLAY_NAME_MAX 100
+#define IMAGE_NAME_MAX 64
+#define GPU_MODEL_MAX 64
+#define CPU_MILLIS_MAX (1024 * 1000LL)         /* 1024 CPUs */
+#define MEMORY_MIN (32ULL << 20)               /* 32 MiB: Python needs more */
+#define MEMORY_MAX (16ULL << 40)               /* 16 TiB */
+#define PIDS_MAX 1000000
+#define GPUS_MAX 16
+#define QUOTA_SERVERS_MAX 1000
+
+/* Seccomp profile next to a checkout build: build/nbgate -> ../sandbox/... */
+#define SECCOMP_REL "/../sandbox/profiles/default.json"
+
+static const char default_profiles[] =
+	"[{\"name\":\"jupyterlab\",\"display_name\":\"JupyterLab\","
+	"\"image\":\"jupyterlab\",\"cpu\":2,\"memory\":\"4G\"},"
+	"{\"name\":\"vscode\",\"display_name\":\"VS Code\","
+	"\"image\":\"vscode\",\"cpu\":2,\"memory\":\"4G\"}]";
+
+static const char default_quota[] =
+	"{\"max_servers\":4,\"max_cpu\":4,\"max_memory\":\"8G\",\"max_gpus\":1}";
+
+/* ---- name checks ---- */
+
+/* Profile names: [a-z0-9-], not starting with '-' (used in URLs, forms). */
+static bool profile_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > PROFILE_NAME_MAX || s[0] == '-')
+		return false;
+	for (; *s; s++)
+		if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) && *s != '-')
+			return false;
+	return true;
+}
+
+bool gw_cfg_image_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > IMAGE_NAME_MAX || !isalnum((unsigned char)s[0]) ||
+	    isupper((unsigned char)s[0]))
+		return false;
+	for (; *s; s++)
+		if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) &&
+		    *s != '.' && *s != '_' && *s != '-')
+			return false;
+	return true;
+}
+
+/* Printable ASCII without markup characters (shown on the spawn form). */
+static bool text_ok(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			return false;
+	return true;
+}
+
+/* ---- value parsers (v is the JSON value, where names it) ---- */
+
+static int get_size(const cJSON *v, const char *where, uint64_t *out, struct err **err)
+{
+	if (cJSON_IsNumber(v)) {
+		double d = v->valuedouble;
+
+		if (!(d >= 0) || d > (double)MEMORY_MAX * 1024 || d != (double)(int64_t)d)
+			return err_set(err, EINVAL, "%s: expected a whole number of bytes", where);
+		*out = (uint64_t)d;
+		return 0;
+	}
+	if (!cJSON_IsString(v) || cfg_parse_size(v->valuestring, out, NULL) < 0)
+		return err_set(err, EINVAL, "%s: expected a size like \"512M\", \"4G\" or bytes",
+			       where);
+	return 0;
+}
+
+static int get_memory(const cJSON *v, const char *where, bool zero_ok, int64_t *out,
+		      struct err **err)
+{
+	uint64_t b;
+
+	if (get_size(v, where, &b, err) < 0)
+		return -EINVAL;
+	if (b == 0 && zero_ok) {
+		*out = 0;
+		return 0;
+	}
+	if (b < MEMORY_MIN || b > MEMORY_MAX)
+		return err_set(err, EINVAL, "%s: must be between 32M and 16T", where);
+	*out = (int64_t)b;
+	return 0;
+}
+
+/* CPUs as a number (0.5 = half a CPU) -> millis; zero_ok for "unlimited". */
+static int get_cpu(const cJSON *v, const char *where, bool zero_ok, int64_t *out,
+		   struct err **err)
+{
+	double m, r;
+
+	if (!cJSON_IsNumber(v))
+		return err_set(err, EINVAL, "%s: expected a number of CPUs (e.g. 0.5)", where);
+	m = v->valuedouble * 1000.0;
+	if (zero_ok && m == 0) {
+		*out = 0;
+		return 0;
+	}
+	/* no libm: round by hand once the range is known */
+	r = (m >= 1.0 && m <= (double)CPU_MILLIS_MAX) ? (double)(int64_t)(m + 0.5) : -1;
+	if (r < 1 || m - r > 1e-6 || r - m > 1e-6)
+		return err_set(err, EINVAL, "%s: must be 0.001..1024 in steps of 0.001%s", where,
+			       zero_ok ? " (or 0 = unlimited)" : "");
+	*out = (int64_t)r;
+	return 0;
+}
+
+static int get_int(const cJSON *v, const char *where, int64_t lo, int64_t hi, int64_t *out,
+		   struct err **err)
+{
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= (double)lo) ||
+	    v->valuedouble > (double)hi || v->valuedouble != (double)(int64_t)v->valuedouble)
+		return err_set(err, EINVAL, "%s: expected an integer %lld..%lld", where,
+			       (long long)lo, (long long)hi);
+	*out = (int64_t)v->valuedouble;
+	return 0;
+}
+
+static int get_text(const cJSON *v, const char *where, size_t max, const char **out,
+		    struct err **err)
+{
+	if (!cJSON_IsString(v) || !text_ok(v->valuestring, max))
+		return err_set(err, EINVAL, "%s: expected printable text of 1..%zu characters",
+			       where, max);
+	*out = v->valuestring;
+	return 0;
+}
+
+/* ---- profiles ---- */
+
+static void profile_clear(struct spawner_profile *p)
+{
+	free((char *)p->name);
+	free((char *)p->display_name);
+	free((char *)p->image);
+	free((char *)p->gpu_model);
+	free((char *)p->network);
+	memset(p, 0, sizeof(*p));
+}
+
+static void profiles_free(struct spawner_profile *v, int n)
+{
+	for (int i = 0; v && i < n; i++)
+		profile_clear(&v[i]);
+	free(v);
+}
+
+/* The string keys of a profile; *s receives the validated value. */
+static int profile_key_str(const cJSON *it, const char *where, const char **s,
+			   struct err **err)
+{
+	const char *k = it->string, *v = cJSON_IsString(it) ? it->valuestring : NULL;
+
+	if (!strcmp(k, "gpu_model")) {
+		if (v && !*v) {
+			*s = "";
+			return 0;
+		}
+		return get_text(it, where, GPU_MODEL_MAX, s, err);
+	}
+	if (!strcmp(k, "display_name"))
+		return get_text(it, where, DISPLAY_NAME_MAX, s, err);
+	if (!strcmp(k, "name") && !(v && profile_name_ok(v)))
+		return err_set(err, EINVAL, "%s: expected [a-z0-9-], 1..%d characters", where,
+			       PROFILE_NAME_MAX);
+	if (!strcmp(k, "image") && !(v && gw_cfg_image_name_ok(v)))
+		return err_set(err, EINVAL, "%s: expected an image name [a-z0-9._-]", where);
+	if (!strcmp(k, "network") && !(v && (!strcmp(v, "none") || !strcmp(v, "egress"))))
+		return err_set(err, EINVAL, "%s: expected \"none\" or \"egress\"", where);
+	if (strcmp(k, "name") && strcmp(k, "image") && strcmp(k, "network"))
+		return err_set(err, EINVAL, "%s: unknown key (allowed: name, display_name, "
+			       "image, cpu, memory, pids, gpus, gpu_model, network)", where);
+	*s = v;
+	return 0;
+}
+
+/* One key of a profile object; string values come back in *s. */
+static int profile_key(struct spawner_profile *p, const cJSON *it, const char *where,
+		       const char **s, struct err **err)
+{
+	const char *k = it->string;
+	int64_t v = 0;
+
+	if (!strcmp(k, "cpu"))
+		return get_cpu(it, where, false, &p->cpu_millis, err);
+	if (!strcmp(k, "memory"))
+		return get_memory(it, where, false, &p->memory_bytes, err);
+	if (!strcmp(k, "pids")) {
+		if (get_int(it, where, 0, PIDS_MAX, &p->pids_max, err) < 0)
+			return -EINVAL;
+		if (p->pids_max && p->pids_max < 16)
+			return err_set(err, EINVAL, "%s: must be 0 (default) or 16..%d", where,
+				       PIDS_MAX);
+		return 0;
+	}
+	if (!strcmp(k, "gpus")) {
+		if (get_int(it, where, 0, GPUS_MAX, &v, err) < 0)
+			return -EINVAL;
+		p->gpus = (int)v;
+		return 0;
+	}
+	return profile_key_str(it, where, s, err);
+}
+
+/* String members in key order: index into this table for profile_key's *s. */
+static const char *const profile_strs[] = { "name", "display_name", "image", "gpu_model",
+					    "network" };
+
+static int profile_parse(const cJSON *o, int i, struct spawner_profile *p, struct err **err)
+{
+	const char *s[5] = { NULL, NULL, NULL, "", "none" };
+	const cJSON *it;
+
+	if (!cJSON_IsObject(o))
+		return err_set(err, EINVAL, "profiles[%d]: expected an object", i);
+	cJSON_ArrayForEach(it, o) {
+		cleanup_free char *where = xasprintf("profiles[%d].%s", i, it->string);
+		const char *val = NULL;
+		size_t k;
+
+		for (const cJSON *q = o->child; q != it; q = q->next)
+			if (!strcmp(q->string, it->string))
+				return err_set(err, EINVAL, "%s: duplicate key", where);
+		if (profile_key(p, it, where, &val, err) < 0)
+			return -EINVAL;
+		for (k = 0; val && k < sizeof(profile_strs) / sizeof(profile_strs[0]); k++)
+			if (!strcmp(profile_strs[k], it->string))
+				s[k] = val;
+	}
+	if (!s[0])
+		return err_set(err, EINVAL, "profiles[%d].name: required", i);
+	if (!s[2])
+		return err_set(err, EINVAL, "profiles[%d].image: required", i);
+	if (!p->cpu_millis || !p->memory_bytes)
+		return err_set(err, EINVAL, "profiles[%d].%s: required", i,
+			       p->cpu_millis ? "memory" : "cpu");
+	p->name = xstrdup(s[0]);
+	p->display_name = xstrdup(s[1] ? s[1] : s[0]);
+	p->image = xstrdup(s[2]);
+	p->gpu_model = xstrdup(s[3]);
+	p->network = xstrdup(s[4]);
+	return 0;
+}
+
+static int parse_profiles(struct gw_cfg *c, const cJSON *v, struct err **err)
+{
+	int n = cJSON_GetArraySize(v), i = 0;
+	struct spawner_profile *ps;
+	const cJSON *it;
+
+	if (!cJSON_IsArray(v) || n < 1 || n > PROFILES_MAX)
+		return err_set(err, EINVAL, "expected a list of 1..%d profile objects",
+			       PROFILES_MAX);
+	ps = xcalloc((size_t)n, sizeof(*ps));
+	cJSON_ArrayForEach(it, v) {
+		if (profile_parse(it, i, &ps[i], err) < 0)
+			goto fail;
+		for (int k = 0; k < i; k++)
+			if (!strcmp(ps[k].name, ps[i].name)) {
+				err_set(err, EINVAL, "profiles[%d].name: '%s' is used twice", i,
+					ps[i].name);
+				goto fail;
+			}
+		i++;
+	}
+	profiles_free(c->profiles, c->n_profiles);
+	c->profiles = ps;
+	c->n_profiles = n;
+	return 0;
+fail:
+	profiles_free(ps, n);
+	return -EINVAL;
+}
+
+/* 4294967296 -> "4G"; sizes that are not whole MiB stay numbers of bytes. */
+static cJSON *size_json(int64_t b)
+{
+	char tmp[32];
+
+	if (b == 0 || b % (1LL << 20))
+		return cJSON_CreateNumber((double)b);
+	if (b % (1LL << 30) == 0)
+		snprintf(tmp, sizeof(tmp), "%lldG", (long long)(b >> 30));
+	else
+		snprintf(tmp, sizeof(tmp), "%lldM", (long long)(b >> 20));
+	return cJSON_CreateString(tmp);
+}
+
+static cJSON *print_profiles(const struct gw_cfg *c)
+{
+	cJSON *a = cJSON_CreateArray();
+
+	for (int i = 0; i < c->n_profiles; i++) {
+		const struct spawner_profile *p = &c->profiles[i];
+		cJSON *o = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(o, "name", p->name);
+		cJSON_AddStringToObject(o, "display_name", p->display_name);
+		cJSON_AddStringToObject(o, "image", p->image);
+		cJSON_AddNumberToObject(o, "cpu", (double)p->cpu_millis / 1000.0);
+		cJSON_AddItemToObject(o, "memory", size_json(p->memory_bytes));
+		cJSON_AddNumberToObject(o, "pids", (double)p->pids_max);
+		cJSON_AddNumberToObject(o, "gpus", p->gpus);
+		cJSON_AddStringToObject(o, "gpu_model", p->gpu_model ? p->gpu_model : "");
+		cJSON_AddStringToObject(o, "network", p->network);
+		cJSON_AddItemToArray(a, o);
+	}
+	return a;
+}
+
+/* ---- quota ---- */
+
+static int quota_key(struct spawner_quota *q, const cJSON *it, const char *where,
+		     struct err **err)
+{
+	int64_t v = 0;
+
+	if (!strcmp(it->string, "max_cpu"))
+		return get_cpu(it, where, true, &q->max_cpu_millis, err);
+	if (!strcmp(it->string, "max_memory"))
+		return get_memory(it, where, true, &q->max_memory_bytes, err);
+	if (!strcmp(it->string, "max_servers")) {
+		if (get_int(it, where, 0, QUOTA_SERVERS_MAX, &v, err) < 0)
+			return -EINVAL;
+		q->max_servers = (int)v;
+		return 0;
+	}
+	if (!strcmp(it->string, "max_gpus")) {
+		if (get_int(it, where, 0, GPUS_MAX, &v, err) < 0)
+			return -EINVAL;
+		q->max_gpus = (int)v;
+		return 0;
+	}
+	return err_set(err, EINVAL, "%s: unknown key (allowed: max_servers, max_cpu, "
+		       "max_memory, max_gpus)", where);
+}
+
+/* Keys left out are unlimited (0), so {} means no quota at all. */
+static int parse_quota(struct gw_cfg *c, const cJSON *v, struct err **err)
+{
+	struct spawner_quota q = { 0 };
+	const cJSON *it;
+
+	if (!cJSON_IsObject(v))
+		return err_set(err, EINVAL, "expected an object {max_servers, max_cpu, "
+			       "max_memory, max_gpus}");
+	cJSON_ArrayForEach(it, v) {
+		cleanup_free char *where = xasprintf("quota.%s", it->string);
+
+		for (const cJSON *p = v->child; p != it; p = p->next)
+			if (!strcmp(p->string, it->string))
+				return err_set(err, EINVAL, "%s: duplicate key", where);
+		if (quota_key(&q, it, where, err) < 0)
+			return -EINVAL;
+	}
+	c->quota = q;
+	return 0;
+}
+
+static cJSON *print_quota(const struct gw_cfg *c)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(o, "max_servers", c->quota.max_servers);
+	cJSON_AddNumberToObject(o, "max_cpu", (double)c->quota.max_cpu_millis / 1000.0);
+	cJSON_AddItemToObject(o, "max_memory", size_json(c->quota.max_memory_bytes));
+	cJSON_AddNumberToObject(o, "max_gpus", c->quota.max_gpus);
+	return o;
+}
+
+/* ---- the table ---- */
+
+const struct gw_cfg_json_entry gw_cfg_json_table[] = {
+	{ "profiles", default_profiles, parse_profiles, print_profiles,
+	  "launch profiles users pick from (first = default)" },
+	{ "quota", default_quota, parse_quota, print_quota,
+	  "per-user limits over live servers; 0 or absent = unlimited" },
+	{ NULL },
+};
+
+const struct gw_cfg_json_entry *gw_cfg_json_find(const char *name)
+{
+	for (const struct gw_cfg_json_entry *e = gw_cfg_json_table; e->name; e++)
+		if (!strcmp(e->name, name))
+			return e;
+	return NULL;
+}
+
+int gw_cfg_json_set_text(struct gw_cfg *c, const struct gw_cfg_json_entry *e,
+			 const char *text, const char *where, struct err **err)
+{
+	cleanup_json cJSON *v = json_parse(text, strlen(text), NULL);
+
+	if (!v)
+		return err_set(err, EINVAL, "%s: not valid JSON", where);
+	if (e->parse(c, v, err) < 0)
+		return err_wrap(err, "%s", where);
+	return 0;
+}
+
+int gw_cfg_json_defaults(struct gw_cfg *c, struct err **err)
+{
+	for (const struct gw_cfg_json_entry *e = gw_cfg_json_table; e->name; e++) {
+		cleanup_free char *where = xasprintf("default of config key '%s'", e->name);
+
+		if (gw_cfg_json_set_text(c, e, e->def, where, err) < 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+void gw_cfg_json_free(struct gw_cfg *c)
+{
+	profiles_free(c->profiles, c->n_profiles);
+	c->profiles = NULL;
+	c->n_profiles = 0;
+	memset(&c->quota, 0, sizeof(c->quota));
+}
+
+/* ---- cross-field checks ---- */
+
+/* A profile that the quota can never admit is a configuration error. */
+static int profiles_within_quota(const struct gw_cfg *c, struct err **err)
+{
+	const struct spawner_quota *q = &c->quota;
+
+	for (int i = 0; i < c->n_profiles; i++) {
+		const struct spawner_profile *p = &c->profiles[i];
+
+		if (q->max_cpu_millis && p->cpu_millis > q->max_cpu_millis)
+			return err_set(err, EINVAL, "profiles[%d].cpu exceeds quota.max_cpu", i);
+		if (q->max_memory_bytes && p->memory_bytes > q->max_memory_bytes)
+			return err_set(err, EINVAL, "profiles[%d].memory exceeds quota.max_memory",
+				       i);
+		if (p->gpus > q->max_gpus)
+			return err_set(err, EINVAL, "profiles[%d].gpus exceeds quota.max_gpus", i);
+	}
+	return 0;
+}
+
+/* <directory of /proc/self/exe>/../sandbox/profiles/default.json, or NULL. */
+static char *seccomp_default(void)
+{
+	char exe[PATH_MAX], *slash;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (!slash || slash == exe)
+		return NULL;
+	*slash = '\0';
+	return xasprintf("%s" SECCOMP_REL, exe);
+}
+
+/* Resolves "a/b/../c" lexically: the file may not exist yet (tests). */
+static void path_tidy(char *p)
+{
+	char *dots;
+
+	while ((dots = strstr(p, "/../")) != NULL) {
+		char *prev = dots;
+
+		while (prev > p && prev[-1] != '/')
+			prev--;
+		if (prev == p)
+			break;
+		memmove(prev, dots + 4, strlen(dots + 4) + 1);
+	}
+}
+
+int gw_cfg_local_finish(struct gw_cfg *c, struct err **err)
+{
+	if (profiles_within_quota(c, err) < 0)
+		return -EINVAL;
+	if (c->image_store[0] != '/')
+		return err_set(err, EINVAL, "image_store must be an absolute path");
+	if (!c->seccomp_profile[0]) {
+		char *d = seccomp_default();
+
+		if (!d)
+			return err_set(err, EINVAL, "seccomp_profile: cannot find the executable; "
+				       "set an absolute path");
+		path_tidy(d);
+		free(c->seccomp_profile);
+		c->seccomp_profile = d;
+	}
+	if (c->seccomp_profile[0] != '/')
+		return err_set(err, EINVAL, "seccomp_profile must be an absolute path");
+	return 0;
+}
+
+/* ---- for the spawner and the API ---- */
+
+void gw_cfg_spawner_fill(const struct gw_cfg *c, struct spawner_cfg *sc)
+{
+	sc->profiles = c->profiles;
+	sc->n_profiles = c->n_profiles;
+	sc->images = (const char *const *)c->images;
+	sc->quota = c->quota;
+	sc->image_store = c->image_store;
+	sc->seccomp_profile = c->seccomp_profile;
+	sc->uid_base = (uint32_t)c->sandbox_uid_base;
+}
+
+const struct spawner_profile *gw_cfg_profile_find(const struct gw_cfg *c, const char *name)
+{
+	for (int i = 0; name && i < c->n_profiles; i++)
+		if (!strcmp(c->profiles[i].name, name))
+			return &c->profiles[i];
+	return NULL;
+}
+
+bool gw_cfg_image_allowed(const struct gw_cfg *c, const char *name)
+{
+	for (size_t i = 0; name && c->images && c->images[i]; i++)
+		if (!strcmp(c->images[i], name))
+			return true;
+	return false;
+}
