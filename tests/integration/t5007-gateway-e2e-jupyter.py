@@ -12,10 +12,8 @@ Modes:
   NBGATE_E2E_DIRECT=1     only the control: no nbgate, Jupyter on a unix
                           socket, same client code (always run first)
 """
-import http.client
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -23,63 +21,10 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import nbgate_test as T  # noqa: E402
+import jupyter as J  # noqa: E402
+from jupyter import Client  # noqa: E402
 
 NAMES = ["a+b.ipynb", "a b.ipynb", "a%2Fb.ipynb", "50%.ipynb", "q?.ipynb", "h#.ipynb", "\u00fc.ipynb"]
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=10):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
-class Client:
-    """HTTP + WebSocket to /user/alice/ either through the gateway (TCP) or
-    directly to Jupyter's unix socket."""
-
-    def __init__(self, prefix, headers, tcp=None, unix=None, host_header=None, origin=None):
-        self.prefix = prefix
-        self.headers = headers
-        self.tcp = tcp
-        self.unix = unix
-        self.host_header = host_header
-        self.origin = origin
-
-    def conn(self, timeout=20):
-        if self.unix:
-            return UnixHTTPConnection(self.unix, timeout=timeout)
-        return http.client.HTTPConnection(self.tcp[0], self.tcp[1], timeout=timeout)
-
-    def req(self, method, path, body=None, headers=None):
-        c = self.conn()
-        try:
-            h = dict(self.headers)
-            h.update(headers or {})
-            if body is not None and not isinstance(body, (bytes, str)):
-                body = json.dumps(body)
-                h.setdefault("Content-Type", "application/json")
-            c.request(method, self.prefix + path, body=body, headers=h)
-            r = c.getresponse()
-            return T.Resp(r.status, r.getheaders(), r.read())
-        finally:
-            c.close()
-
-    def ws(self, path):
-        import websocket
-        hdr = ["%s: %s" % kv for kv in self.headers.items()]
-        if self.unix:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(self.unix)
-            return websocket.create_connection("ws://localhost" + self.prefix + path, socket=s, header=hdr,
-                                               timeout=20, suppress_origin=self.origin is None)
-        return websocket.create_connection("ws://%s%s%s" % (self.host_header, self.prefix, path), header=hdr,
-                                           timeout=20, origin=self.origin, suppress_origin=self.origin is None)
 
 
 def notebook(text):
@@ -123,25 +68,7 @@ def kernel(tap, cl, label=""):
         return
     result = None
     try:
-        ws = cl.ws("api/kernels/%s/channels" % kid)
-        session = uuid.uuid4().hex
-        msg_id = uuid.uuid4().hex
-        msg = {"header": {"msg_id": msg_id, "username": "alice", "session": session, "msg_type": "execute_request",
-                          "version": "5.3", "date": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())},
-               "parent_header": {}, "metadata": {}, "channel": "shell",
-               "content": {"code": "1+1", "silent": False, "store_history": True, "user_expressions": {},
-                           "allow_stdin": False, "stop_on_error": True}, "buffers": []}
-        ws.send(json.dumps(msg))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and result is None:
-            ws.settimeout(max(0.5, deadline - time.monotonic()))
-            m = ws.recv()
-            if isinstance(m, bytes):
-                continue
-            m = json.loads(m)
-            if m.get("parent_header", {}).get("msg_id") == msg_id and m.get("msg_type") == "execute_result":
-                result = m["content"]["data"].get("text/plain")
-        ws.close()
+        result = J.execute(cl, kid, "1+1")
     except Exception as e:
         tap.diag("kernel websocket: %r" % e)
     tap.is_(result, "2", "e2e%s: 1+1 over the kernel's channels WebSocket -> 2" % label)
@@ -170,32 +97,6 @@ def direct(tap):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def progress_ready(tap, gw, tok, timeout=30):
-    """Reads the event stream until ready (or failed/timeout)."""
-    c = http.client.HTTPConnection(gw.host, gw.port, timeout=timeout)
-    try:
-        c.request("GET", "/hub/api/users/alice/server/progress",
-                  headers={"Authorization": "token " + tok, "Accept": "text/event-stream"})
-        r = c.getresponse()
-        if r.status != 200:
-            return False, "status %s %r" % (r.status, r.read()[:300])
-        deadline = time.monotonic() + timeout
-        events = []
-        while time.monotonic() < deadline:
-            line = r.fp.readline()
-            if not line:
-                break
-            line = line.decode("utf-8", "replace").strip()
-            if line.startswith("data:"):
-                ev = json.loads(line[5:].strip())
-                events.append(ev)
-                if ev.get("ready") or ev.get("failed"):
-                    return bool(ev.get("ready")), events
-        return False, events
-    finally:
-        c.close()
-
-
 def through_gateway(tap):
     cmd = os.environ.get("NBGATE_E2E_SERVER_CMD")
     server_cmd = T.jupyter_server_cmd() if cmd == "harness" else None
@@ -218,7 +119,7 @@ def through_gateway(tap):
                headers={"X-XSRFToken": x or "", "Origin": gw.public_url, "Sec-Fetch-Site": "same-origin"})
     tap.in_(r.status_code, (201, 202), "e2e: POST /hub/api/users/alice/server (cookie + xsrf)", r.text[:300])
     tok = gw.create_token("alice")
-    ready, events = progress_ready(tap, gw, tok, 60)
+    ready, events = J.progress_ready(gw, tok, "alice", "", 60)
     tap.ok(ready, "e2e: progress stream ends with a ready event (%.1f s)" % (time.monotonic() - t0),
            repr(events)[:800] + "\n" + gw.proc.stderr_text()[-1500:])
     r = s.get(gw.url("/user/alice/api/status"), allow_redirects=False)
