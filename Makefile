@@ -14,7 +14,7 @@
 
 CC        ?= cc
 BUILD     ?= build
-PKGS      := libwebsockets libsodium libssl libcrypto sqlite3 libcjson
+PKGS      := libwebsockets libsodium libssl libcrypto sqlite3 libcjson libseccomp libcap
 CPPFLAGS  += -I. -D_GNU_SOURCE -D_FORTIFY_SOURCE=2
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fstack-protector-strong \
@@ -36,9 +36,10 @@ CFLAGS     += $(PKG_CFLAGS)
 LIBS       := $(PKG_LIBS) -lpthread
 
 # Order matters for static linking: dependents first.
-COMPONENTS := gateway spawner common
+COMPONENTS := gateway spawner sandbox images common
+# <dir>/main.c and <dir>/*_main.c are programs, not library members.
 define component
-$(1)_SRC := $$(filter-out $(1)/main.c,$$(wildcard $(1)/*.c))
+$(1)_SRC := $$(filter-out $(1)/main.c $(1)/%_main.c,$$(wildcard $(1)/*.c))
 $(1)_OBJ := $$(patsubst %.c,$(BUILD)/%.o,$$($(1)_SRC))
 $(BUILD)/lib$(1).a: $$($(1)_OBJ)
 	@mkdir -p $$(@D)
@@ -54,6 +55,27 @@ $(BUILD)/%.o: %.c
 NBGATE := $(BUILD)/nbgate
 $(NBGATE): $(BUILD)/gateway/main.o $(ARCHIVES)
 	$(CC) $(LDFLAGS) -o $@ $< $(ARCHIVES) $(LIBS)
+
+# nbgate-init: the sandbox shim and PID 1 (sandbox/sandbox.h). It sits
+# next to nbgate, which finds it there. The tests also get a copy built
+# with -DSANDBOX_FAULTS (fault injection for SBX-14); nbgate never uses it.
+NBGATE_INIT := $(BUILD)/nbgate-init
+INIT_FAULTS := $(BUILD)/tests/sbx/nbgate-init-faults
+# It links only what it uses: sandbox and common (no lws, no database).
+INIT_ARCHIVES := $(BUILD)/libsandbox.a $(BUILD)/libcommon.a
+INIT_LIBS := $(shell pkg-config --libs libseccomp libcap libcjson 2>/dev/null)
+$(NBGATE_INIT): sandbox/init_main.c $(INIT_ARCHIVES)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -MMD -MP -o $@ $< $(INIT_ARCHIVES) $(INIT_LIBS)
+$(INIT_FAULTS): sandbox/init_main.c $(INIT_ARCHIVES)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -DSANDBOX_FAULTS $(CFLAGS) $(LDFLAGS) -o $@ $< $(INIT_ARCHIVES) $(INIT_LIBS)
+
+# The in-sandbox probe of SECURITY.md 4.3: static, so it runs in any rootfs.
+SBX_PROBE := $(BUILD)/tests/sbx/sbx-probe
+$(SBX_PROBE): tests/sbx/probe.c
+	@mkdir -p $(@D)
+	$(CC) -D_GNU_SOURCE -O1 -g -Wall -Wextra -static -o $@ $<
 
 # --- unit tests (cmocka): tests/unit/<dir>/test_<file>.c, one binary each ---
 UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
@@ -75,18 +97,26 @@ $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(ARCHIVES)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DFUZZ_REPLAY_MAIN -MMD -MP -o $@ $< $(ARCHIVES) $(LIBS)
 
-.PHONY: all run test check check-integration check-fuzz check-browser fuzz lint bench install-deps clean complexity format-check
-all: $(NBGATE) $(HELPER_BIN)
+# Images from images/recipes, cached by recipe digest in the machine-level
+# store (images/image.h): unchanged recipes are not rebuilt.
+images: all
+	@scripts/build-images.sh $(NBGATE) $(IMAGES)
+
+.PHONY: images all run test check check-integration check-fuzz check-browser fuzz lint bench install-deps clean complexity format-check
+all: $(NBGATE) $(HELPER_BIN) $(if $(wildcard sandbox/init_main.c),$(NBGATE_INIT) $(INIT_FAULTS)) \
+     $(if $(wildcard tests/sbx/probe.c),$(SBX_PROBE))
 
 install-deps:
 	@scripts/install-deps.sh
 
 run: install-deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory images
 	scripts/run.sh $(NBGATE)
 
 test: install-deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(FUZZ_BIN)
+	@$(MAKE) --no-print-directory images
 	@$(MAKE) --no-print-directory check check-fuzz check-integration check-browser
 
 check: $(UNIT_BIN)
