@@ -52,6 +52,7 @@
 #include "images/image.h"
 #include "sandbox/sandbox.h"
 #include "spawner/names.h"
+#include "spawner/netallow.h"
 #include "spawner/spawner.h"
 #include "spawner/supervise.h"
 
@@ -882,6 +883,17 @@ static void spec_ports(struct sandbox_spec *s, const struct image_info *img)
 	}
 }
 
+/* The value of NAME in a "K=V" list, or NULL. */
+static const char *env_value(char *const *env, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (size_t i = 0; env && env[i]; i++)
+		if (strncmp(env[i], name, n) == 0 && env[i][n] == '=')
+			return env[i] + n + 1;
+	return NULL;
+}
+
 /*
  * The sandbox spec of srv for req. Caller owns (sandbox_spec_free()).
  * Errors: EINVAL empty image command, ENAMETOOLONG socket paths.
@@ -920,6 +932,10 @@ static struct sandbox_spec *local_build_spec(struct spawner *sp, struct spawner_
 	s->pids_max = r->prof->pids_max > 0 ? r->prof->pids_max : LOCAL_PIDS_DEFAULT;
 	s->net = r->prof->network && strcmp(r->prof->network, "egress") == 0 ? SANDBOX_NET_EGRESS
 									       : SANDBOX_NET_NONE;
+	/* egress blocks private ranges; the DNS servers and the hub may sit there */
+	if (s->net == SANDBOX_NET_EGRESS)
+		s->net_allow = spawner_net_allow("/etc/resolv.conf", env_value(srv->env,
+									 "NBGATE_API_URL"));
 	s->seccomp_profile = r->seccomp_profile ? xstrdup(r->seccomp_profile) : NULL;
 	s->stop_grace_ms = sp->cfg.stop_timeout_ms;
 	s->fail_step = sp->cfg.sandbox_fail_step ? xstrdup(sp->cfg.sandbox_fail_step) : NULL;

@@ -364,7 +364,8 @@ static bool env_has_key(char **env, const char *key)
 
 static void test_local_spec(void **state)
 {
-	char *srv_env[] = { "JUPYTERHUB_API_TOKEN=secret", "IMG=2", NULL };
+	char *srv_env[] = { "JUPYTERHUB_API_TOKEN=secret", "IMG=2",
+			    "NBGATE_API_URL=http://10.9.8.7:8000/hub/api", NULL };
 	struct spawner sp = { .ops = &spawner_local_ops, .cfg = base_cfg() };
 	struct spawner_server srv = { .user_id = 7, .user = "bob smith", .name = "dev",
 				      .slug = "bob-20smith--dev", .base_url = "/user/bob%20smith/dev/",
@@ -415,6 +416,10 @@ static void test_local_spec(void **state)
 	assert_int_equal(s->memory_bytes, 8LL << 30);
 	assert_int_equal(s->pids_max, 300);
 	assert_int_equal(s->net, SANDBOX_NET_EGRESS);
+	/* egress: the hub on a private address stays reachable (plus the
+	 * host's resolvers, whatever this machine's resolv.conf says) */
+	assert_non_null(s->net_allow);
+	assert_true(env_has(s->net_allow, "10.9.8.7"));
 	assert_int_equal(s->stop_grace_ms, 3000);
 	assert_string_equal(s->seccomp_profile, "/p.json");
 	assert_int_equal(s->n_ports, 1);
@@ -443,6 +448,7 @@ static void test_local_spec(void **state)
 	r.gpus = held;
 	r.n_gpus = 2;
 	s = local_build_spec(&sp, &srv, &r, &e);
+	assert_null(s->net_allow); /* network none: nothing to punch through */
 	assert_non_null(s);
 	assert_int_equal(s->pids_max, LOCAL_PIDS_DEFAULT);
 	assert_int_equal(s->net, SANDBOX_NET_NONE);
