@@ -11,8 +11,10 @@ kernel's WebSocket through the gateway; from inside the kernel the sandbox
 looks as it should (unprivileged uid, no capabilities, no_new_privs,
 seccomp filter, no host processes, subprocesses work: SBX-5 end to end);
 the server's log is readable through the API; bob cannot reach alice's
-server; stop, start again: the notebook is still there; stop: no sandbox
-process and no mount left."""
+server, and from bob's own sandbox (the `minimal` image) alice's processes,
+environment (her server's token), home and sockets are out of sight (TOK-8);
+stop, start again: the notebook is still there; stop: no sandbox process and
+no mount left."""
 import json
 import os
 import sys
@@ -125,13 +127,92 @@ def inside(tap, cl):
     tap.ok("JUPYTERHUB_API_TOKEN" in info["env"] and "NBGATE_API_URL" in info["env"],
            "the server's token and hub URLs are in its environment", repr(info["env"]))
     tap.is_(info["hostname"], "alice", "hostname is the sandbox's own")
+    return info["uid"]
+
+
+# Runs inside bob's kernel: what of alice can it see? One JSON object.
+PEEK = r'''
+import json, os
+found = []
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            env = open("/proc/%s/environ" % p, "rb").read()
+        except OSError:
+            continue
+        if b"JUPYTERHUB_USER=alice" in env or ALICE_TOKEN.encode() in env:
+            found.append(p)
+paths = {}
+for path in ("/home/alice", ALICE_HOME, ALICE_RUN, "/run/nbgate/../../" + ALICE_RUN):
+    paths[path] = os.path.exists(path)
+print(json.dumps({"procs": found, "paths": paths, "uid": os.getuid()}))
+'''
+
+
+def alice_token():
+    """From the host (root): the API token in the environment of alice's
+    server process, or None."""
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            env = open("/proc/%s/environ" % p, "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"JUPYTERHUB_USER=alice" not in env:
+            continue
+        for kv in env:
+            if kv.startswith(b"JUPYTERHUB_API_TOKEN="):
+                return kv.split(b"=", 1)[1].decode()
+    return None
+
+
+def tok8(tap, gw, alice_uid):
+    """Bob's own sandbox: alice's environment (with her server's token) and
+    files are out of reach (SECURITY.md TOK-8)."""
+    btok = gw.create_token("bob")
+    r = gw.request("POST", "/hub/api/users/bob/server", headers={"Authorization": "token " + btok,
+                   "Content-Type": "application/json"}, body=json.dumps({"profile": "minimal"}).encode())
+    tap.in_(r.status, (201, 202), "TOK-8: bob starts his own sandbox (minimal image)", repr(r)[:300])
+    ready, events = J.progress_ready(gw, btok, "bob", "", 120)
+    tap.ok(ready, "TOK-8: bob's server is ready", repr(events)[:600])
+    if not ready:
+        return
+    token = alice_token()
+    tap.ok(token is not None, "TOK-8: (from the host) alice's server holds its token in its environment")
+    code = PEEK.replace("ALICE_TOKEN", repr(token or "nbg_no_token_seen")).replace(
+        "ALICE_HOME", repr(os.path.join(gw.state_dir, "home", "alice"))).replace(
+        "ALICE_RUN", repr(os.path.join(gw.state_dir, "run", "alice")))
+    bc = J.Client("/user/bob/", {"Authorization": "token " + btok}, tcp=(gw.host, gw.port),
+                  host_header=gw.public_host)
+    r = bc.req("POST", "api/kernels", body={"name": "python3"})
+    kid = (r.json() or {}).get("id")
+    try:
+        info = json.loads(J.execute(bc, kid, code, user="bob"))
+    except Exception as e:
+        tap.ok(False, "TOK-8: kernel in bob's sandbox", repr(e))
+        return
+    tap.is_(info["procs"], [], "TOK-8: no process with alice's environment or token visible from bob's sandbox")
+    tap.ok(not any(info["paths"].values()), "TOK-8: alice's home and run dir do not exist in bob's sandbox",
+           repr(info["paths"]))
+    tap.ok(info["uid"] != alice_uid, "TOK-8: bob's sandbox uid %d differs from alice's %d"
+           % (info["uid"], alice_uid))
+    r = gw.request("DELETE", "/hub/api/users/bob/server", headers={"Authorization": "token " + btok})
+    tap.in_(r.status, (202, 204), "TOK-8: bob's server stops")
+    T.wait_until(lambda: not gw.request("GET", "/hub/api/users/bob", headers={
+        "Authorization": "token " + btok}).json().get("servers"), 30, 0.2)
 
 
 def run(tap):
     if not os.path.isfile(os.path.join(STORE, "index.json")):
         T.skip_all("no image store at %s: run `make images` (make test does)" % STORE)
+    profiles = [{"name": "jupyterlab", "display_name": "JupyterLab", "image": "jupyterlab", "cpu": 2,
+                 "memory": "4G"},
+                {"name": "minimal", "display_name": "Jupyter Server", "image": "minimal", "cpu": 1,
+                 "memory": "2G"}]
     gw = T.Gateway(tap, users=[("alice", T.DEFAULT_PASSWORD, False), ("bob", T.DEFAULT_PASSWORD, False)],
-                   name="gw-lab", config={"spawner": "local", "spawn_timeout": "120s", "log_level": "info"})
+                   name="gw-lab", config={"spawner": "local", "spawn_timeout": "120s", "log_level": "info",
+                                          "profiles": profiles, "images": ["jupyterlab", "minimal"]})
     gw.cfg.pop("server_cmd", None)  # the local backend runs the image's command
     with open(gw.config_path, "w") as f:
         json.dump(gw.cfg, f, indent=1)
@@ -150,7 +231,8 @@ def run(tap):
     r = cl.req("PUT", "api/contents/work.ipynb", body={"type": "notebook", "format": "json",
                                                        "content": notebook("print('kept')")})
     tap.in_(r.status, (200, 201), "a notebook is created (contents API through the gateway)", r.text()[:300])
-    inside(tap, cl)
+    alice_uid = inside(tap, cl)
+    tok8(tap, gw, alice_uid)
     r = gw.request("GET", "/hub/api/users/alice/server/logs?tail=50",
                    headers={"Authorization": "token " + gw.alice_tok})
     tap.ok(r.status == 200 and "ServerApp" in r.text(), "the server's log through the API", repr(r)[:300])
