@@ -2,7 +2,10 @@
 # Runs the real-browser end-to-end tests (tests/browser/*.test.mjs) with
 # node's built-in test runner: Playwright (playwright-core, pinned in
 # tests/browser/package-lock.json) drives Debian's chromium headless against
-# build/nbgate, which spawns Jupyter's classic Notebook (jupyter-notebook).
+# build/nbgate: newcomer.test.mjs with the `process` backend and Jupyter's
+# classic Notebook (jupyter-notebook), sandbox.test.mjs with the embedded
+# default (sandboxed JupyterLab and VS Code from the images `make images`
+# builds into the machine-level store).
 #
 # Env: NBGATE (binary, default build/nbgate), CHROMIUM (default
 # /usr/bin/chromium), NBGATE_BROWSER_OUT (screenshots, default
