@@ -368,6 +368,8 @@ int hub__log_tail(const char *path, long lines, size_t max_bytes, char **out,
 	cut = read_end(fd, path, max_bytes, &data, &n, err);
 	if (cut < 0)
 		return cut;
+	if (!data)
+		return err_set(err, EIO, "read '%s': nothing read", path);
 	/* walk back over `lines` newlines (a final one ends the last line) */
 	start = data + n;
 	if (start > data && start[-1] == '\n')

@@ -516,8 +516,8 @@ static int gw_cfg_load_path(struct gw_cfg *c, const char *path, struct err **err
 	cleanup_json cJSON *root = NULL;
 	int r = gw_cfg_read(path, &text, err);
 
-	if (r < 0)
-		return r;
+	if (r < 0 || !text)
+		return r < 0 ? r : -EINVAL;
 	root = json_parse(text, strlen(text), err);
 	if (!root)
 		return err_wrap(err, "config file '%s'", path);

@@ -120,7 +120,7 @@ static int get_size(const cJSON *v, const char *where, uint64_t *out, struct err
 static int get_memory(const cJSON *v, const char *where, bool zero_ok, int64_t *out,
 		      struct err **err)
 {
-	uint64_t b;
+	uint64_t b = 0;
 
 	if (get_size(v, where, &b, err) < 0)
 		return -EINVAL;
@@ -196,31 +196,40 @@ static void profiles_free(struct spawner_profile *v, int n)
 	free(v);
 }
 
+/* Checks v for the identifier-like keys name, image and network. */
+static int profile_ident_ok(const char *k, const char *v, const char *where, struct err **err)
+{
+	if (strcmp(k, "name") == 0 && !(v && profile_name_ok(v)))
+		return err_set(err, EINVAL, "%s: expected [a-z0-9-], 1..%d characters", where,
+			       PROFILE_NAME_MAX);
+	if (strcmp(k, "image") == 0 && !(v && gw_cfg_image_name_ok(v)))
+		return err_set(err, EINVAL, "%s: expected an image name [a-z0-9._-]", where);
+	if (strcmp(k, "network") == 0 &&
+	    !(v && (strcmp(v, "none") == 0 || strcmp(v, "egress") == 0)))
+		return err_set(err, EINVAL, "%s: expected \"none\" or \"egress\"", where);
+	if (strcmp(k, "name") != 0 && strcmp(k, "image") != 0 && strcmp(k, "network") != 0)
+		return err_set(err, EINVAL, "%s: unknown key (allowed: name, display_name, "
+			       "image, cpu, memory, pids, gpus, gpu_model, network)", where);
+	return 0;
+}
+
 /* The string keys of a profile; *s receives the validated value. */
 static int profile_key_str(const cJSON *it, const char *where, const char **s,
 			   struct err **err)
 {
 	const char *k = it->string, *v = cJSON_IsString(it) ? it->valuestring : NULL;
 
-	if (!strcmp(k, "gpu_model")) {
+	if (strcmp(k, "gpu_model") == 0) {
 		if (v && !*v) {
 			*s = "";
 			return 0;
 		}
 		return get_text(it, where, GPU_MODEL_MAX, s, err);
 	}
-	if (!strcmp(k, "display_name"))
+	if (strcmp(k, "display_name") == 0)
 		return get_text(it, where, DISPLAY_NAME_MAX, s, err);
-	if (!strcmp(k, "name") && !(v && profile_name_ok(v)))
-		return err_set(err, EINVAL, "%s: expected [a-z0-9-], 1..%d characters", where,
-			       PROFILE_NAME_MAX);
-	if (!strcmp(k, "image") && !(v && gw_cfg_image_name_ok(v)))
-		return err_set(err, EINVAL, "%s: expected an image name [a-z0-9._-]", where);
-	if (!strcmp(k, "network") && !(v && (!strcmp(v, "none") || !strcmp(v, "egress"))))
-		return err_set(err, EINVAL, "%s: expected \"none\" or \"egress\"", where);
-	if (strcmp(k, "name") && strcmp(k, "image") && strcmp(k, "network"))
-		return err_set(err, EINVAL, "%s: unknown key (allowed: name, display_name, "
-			       "image, cpu, memory, pids, gpus, gpu_model, network)", where);
+	if (profile_ident_ok(k, v, where, err) < 0)
+		return -EINVAL;
 	*s = v;
 	return 0;
 }

@@ -400,6 +400,36 @@ int gw_servers_stop(struct gw *gw, const char *user, const char *server, struct 
 	return 1;
 }
 
+/*
+ * The first events of a new progress stream: a pending spawn's events so
+ * far (then live ones follow), else one event with the current state. A
+ * failed spawn says why (quota, image missing, ...): the reason is the
+ * backend's message, which never holds secrets.
+ */
+static void subscribe_replay(struct gw_servers *sv, struct gw_conn *c,
+			     const struct spawner_server *srv, bool pending, bool ready)
+{
+	struct timer *t = pending ? timer_find(sv, srv->user, srv->name) : NULL;
+	const char *msg;
+	char *json;
+
+	if (t && t->nevents > 0) {
+		for (int i = 0; i < t->nevents; i++)
+			stream_event(c, t->events[i]);
+		return;
+	}
+	if (ready)
+		msg = "Server ready";
+	else if (pending)
+		msg = srv->message;
+	else
+		msg = srv->state == SPAWNER_FAILED && srv->message ? srv->message : "Spawn failed";
+	json = event_json(srv, ready || !pending ? 100 : srv->progress, msg, ready,
+			  !ready && !pending);
+	stream_event(c, json);
+	free(json);
+}
+
 int gw_servers_subscribe(struct gw *gw, struct gw_conn *c, const char *user,
 			 const char *server)
 {
@@ -407,9 +437,7 @@ int gw_servers_subscribe(struct gw *gw, struct gw_conn *c, const char *user,
 	struct spawner_server *srv = spawner_server_find(gw->spawner, user, server);
 	bool pending, ready;
 	struct gw_response head;
-	struct timer *t;
 	struct sub *s;
-	char *json;
 
 	if (!srv)
 		return -ENOENT;
@@ -419,21 +447,7 @@ int gw_servers_subscribe(struct gw *gw, struct gw_conn *c, const char *user,
 	gw_response_header(&head, "Content-Type", "text/event-stream");
 	gw_response_header(&head, "Cache-Control", "no-cache");
 	gw_stream_begin(c, &head);
-	t = pending ? timer_find(sv, user, server) : NULL;
-	if (t && t->nevents > 0) {
-		/* this spawn's events so far, then live ones as they come */
-		for (int i = 0; i < t->nevents; i++)
-			stream_event(c, t->events[i]);
-	} else {
-		/* a failed spawn says why (quota, image missing, ...): the reason
-		 * is the backend's message, which never holds secrets */
-		json = event_json(srv, ready || !pending ? 100 : srv->progress,
-				  ready ? "Server ready" : pending ? srv->message :
-				  srv->state == SPAWNER_FAILED && srv->message ? srv->message :
-				  "Spawn failed", ready, !ready && !pending);
-		stream_event(c, json);
-		free(json);
-	}
+	subscribe_replay(sv, c, srv, pending, ready);
 	if (!pending || !sv || sv->nsubs >= SERVERS_MAX_SUBS) {
 		gw_stream_end(c);
 		return 0;
