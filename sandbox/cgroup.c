@@ -5,7 +5,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +160,25 @@ int sbx_cgroup_attach(const struct sbx_cgroup *cg, pid_t pid, struct err **err)
 	return 0;
 }
 
+/*
+ * Next pid of a cgroup.procs file (one decimal pid a line): true and *pid
+ * set, or false at the end or at the first line that is not a pid > 0 (a
+ * pid of 0 or below would make kill() signal a process group, or all).
+ */
+static bool cg_next_pid(FILE *f, pid_t *pid)
+{
+	char line[32];
+	if (!fgets(line, sizeof(line), f))
+		return false;
+	char *end = NULL;
+	errno = 0;
+	long v = strtol(line, &end, 10);
+	if (end == line || errno || v <= 0 || v > INT_MAX || (*end && *end != '\n'))
+		return false;
+	*pid = (pid_t)v;
+	return true;
+}
+
 /* Kills every pid listed; returns how many were listed (-1 unreadable). */
 static int cg_kill_listed(const char *dir)
 {
@@ -165,8 +186,9 @@ static int cg_kill_listed(const char *dir)
 	cleanup_file FILE *f = fopen(p, "re");
 	if (!f)
 		return -1;
-	int n = 0, pid;
-	while (fscanf(f, "%d", &pid) == 1) {
+	int n = 0;
+	pid_t pid;
+	while (cg_next_pid(f, &pid)) {
 		kill(pid, SIGKILL);
 		n++;
 	}
@@ -181,8 +203,9 @@ int sbx_cgroup_count(const struct sbx_cgroup *cg)
 	cleanup_file FILE *f = fopen(p, "re");
 	if (!f)
 		return -1;
-	int n = 0, pid;
-	while (fscanf(f, "%d", &pid) == 1)
+	int n = 0;
+	pid_t pid;
+	while (cg_next_pid(f, &pid))
 		n++;
 	return n;
 }

@@ -47,6 +47,16 @@ static const char *const denied[] = {
 	"100.64.0.0/10", "0.0.0.0/8", "fc00::/7",
 };
 
+/* The prefix length after '/': decimal digits only, 0..bits; -EINVAL else. */
+static int cidr_plen(const char *p, int bits)
+{
+	char *end = NULL;
+	long v = strtol(p, &end, 10);
+	if (!p[0] || *end || v < 0 || v > bits || p[0] == '+' || p[0] == '-')
+		return -EINVAL;
+	return (int)v;
+}
+
 int sbx_cidr_parse(const char *s, struct sbx_cidr *out)
 {
 	char host[INET6_ADDRSTRLEN + 1];
@@ -63,11 +73,10 @@ int sbx_cidr_parse(const char *s, struct sbx_cidr *out)
 		return -EINVAL;
 	out->plen = bits;
 	if (slash) {
-		char *end = NULL;
-		long v = strtol(slash + 1, &end, 10);
-		if (!slash[1] || *end || v < 0 || v > bits || slash[1] == '+' || slash[1] == '-')
+		int plen = cidr_plen(slash + 1, bits);
+		if (plen < 0)
 			return -EINVAL;
-		out->plen = (int)v;
+		out->plen = plen;
 	}
 	/* host bits must be zero, as the kernel requires of a route */
 	for (int i = out->plen; i < bits; i++)

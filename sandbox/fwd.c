@@ -126,8 +126,14 @@ int sbx_fwd_pollfds(struct sbx_fwd *f, struct pollfd *pfd, int max)
 	}
 	for (int i = 0; i < f->n_conns; i++)
 		for (int side = 0; side < 2 && n < max; side++) {
-			pfd[n] = (struct pollfd){ .fd = f->conns[i]->fd[side],
-						  .events = conn_events(f->conns[i], side) };
+			short ev = conn_events(f->conns[i], side);
+			/* a side we wait nothing from is left out: POLLHUP and
+			 * POLLERR cannot be masked, and a peer that is gone for
+			 * good (read EOF, our SHUT_WR sent) would report POLLHUP
+			 * on every poll, spinning PID 1 until the other side is
+			 * done */
+			pfd[n] = (struct pollfd){ .fd = ev ? f->conns[i]->fd[side] : -1,
+						  .events = ev };
 			f->map[n++] = i * 2 + side;
 		}
 	f->n_map = n;
@@ -136,15 +142,24 @@ int sbx_fwd_pollfds(struct sbx_fwd *f, struct pollfd *pfd, int max)
 
 static void fwd_accept(struct sbx_fwd *f, int li)
 {
+	/* several listeners can be ready in one round while only one slot
+	 * is left: the poll set only hides them once the table is full */
+	if (f->n_conns >= FWD_MAX_CONNS)
+		return;
 	int a = accept4(f->lfd[li], NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (a < 0)
 		return;
 	int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(f->port[li]),
 				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	/* TCP's non-blocking connect says EINPROGRESS (or 0 when loopback
+	 * finished the handshake at once); EAGAIN here means no ephemeral
+	 * port, a failure like ECONNREFUSED */
 	if (b < 0 || (connect(b, (struct sockaddr *)&sin, sizeof(sin)) < 0 &&
 		      errno != EINPROGRESS)) {
-		close(a); /* nothing listens inside: the client sees EOF */
+		/* nothing listens inside (yet: "up" means exec'd, not
+		 * listening): the client sees EOF or ECONNRESET */
+		close(a);
 		if (b >= 0)
 			close(b);
 		return;

@@ -9,6 +9,8 @@
  * unknown is an error naming the entry.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +64,7 @@ static int parse_action(const cJSON *o, const char *field, const char *errno_fie
 	if (json_get_string(o, field, true, &a, err) < 0)
 		return -EINVAL;
 	for (size_t i = 0; i < sizeof(sc_actions) / sizeof(sc_actions[0]); i++) {
-		if (strcmp(a, sc_actions[i].name))
+		if (strcmp(a, sc_actions[i].name) != 0)
 			continue;
 		int64_t e = def_errno;
 		if (sc_actions[i].has_errno &&
@@ -100,12 +102,35 @@ static int add_arches(scmp_filter_ctx ctx, const cJSON *root, struct err **err)
 	return 0;
 }
 
+/* One decimal int at *s; the end in *end (== s when there is none). */
+static bool parse_int(const char *s, char **end, int *out)
+{
+	errno = 0;
+	long v = strtol(s, end, 10);
+	if (*end == s || errno || v < INT_MIN || v > INT_MAX)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* "MAJOR[.MINOR]..." as sscanf("%d.%d") reads it: how many of the two
+ * numbers were read (0, 1 or 2). */
+static int parse_version(const char *s, int *ma, int *mi)
+{
+	char *end = NULL;
+	if (!parse_int(s, &end, ma))
+		return 0;
+	if (*end != '.' || !parse_int(end + 1, &end, mi))
+		return 1;
+	return 2;
+}
+
 static bool kernel_at_least(const char *min)
 {
 	struct utsname u;
 	int ma = 0, mi = 0, kma = 0, kmi = 0;
-	if (uname(&u) < 0 || sscanf(min, "%d.%d", &ma, &mi) < 1 ||
-	    sscanf(u.release, "%d.%d", &kma, &kmi) < 2)
+	if (uname(&u) < 0 || parse_version(min, &ma, &mi) < 1 ||
+	    parse_version(u.release, &kma, &kmi) < 2)
 		return true;
 	return kma > ma || (kma == ma && kmi >= mi);
 }
@@ -137,7 +162,7 @@ static bool rule_applies(const cJSON *rule)
 	if (inc && nonempty(inc, "arches") && !strv_has(inc, "arches", native))
 		return false;
 	const cJSON *mk = inc ? cJSON_GetObjectItemCaseSensitive(inc, "minKernel") : NULL;
-	if (cJSON_IsString(mk) && !kernel_at_least(mk->valuestring))
+	if (mk && cJSON_IsString(mk) && !kernel_at_least(mk->valuestring))
 		return false;
 	if (exc && nonempty(exc, "arches") && strv_has(exc, "arches", native))
 		return false;
@@ -228,14 +253,16 @@ static int compile_root(scmp_filter_ctx ctx, const cJSON *root, uint32_t def_act
 
 static char *slurp(const char *path, struct err **err)
 {
-	cleanup_file FILE *f = fopen(path, "re");
+	FILE *f = fopen(path, "re");
 	if (!f) {
 		err_set_errno(err, "open '%s'", path);
 		return NULL;
 	}
 	char *buf = xmalloc(PROFILE_MAX + 1);
 	size_t n = fread(buf, 1, PROFILE_MAX + 1, f);
-	if (n > PROFILE_MAX || ferror(f)) {
+	bool bad = n > PROFILE_MAX || ferror(f);
+	fclose(f);
+	if (bad) {
 		free(buf);
 		err_set(err, EFBIG, "read '%s': error or larger than %d bytes", path, PROFILE_MAX);
 		return NULL;

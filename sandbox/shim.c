@@ -5,9 +5,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,11 +114,48 @@ static int block_signals(struct shim *sh)
 	return sh->sig_fd;
 }
 
+/* pasta's capability ceiling: CAP_SYS_ADMIN to setns into PID 1's network
+ * namespace, CAP_NET_ADMIN to create the tap and configure addresses and
+ * routes there. Found by trying (docs/sandbox.md): without either it
+ * fails; NET_BIND_SERVICE (no port forwarding here), NET_RAW (ICMP goes
+ * through ping sockets), SETUID/SETGID/SETPCAP (--runas 0:0 changes
+ * nothing) and the rest are not needed. */
+#define PASTA_CAPS ((1ULL << CAP_SYS_ADMIN) | (1ULL << CAP_NET_ADMIN))
+
+/* In the forked child, before exec: only PASTA_CAPS stay in the bounding
+ * set (exec as uid 0 makes the bounding set the permitted set), nothing
+ * inheritable or ambient, and no_new_privs (no set-id or file-capability
+ * gain through anything pasta might exec). Drops the rest of the current
+ * permitted set too. -1 on any failure: pasta is not started then. */
+static int pasta_confine(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2] = {
+		{ (uint32_t)PASTA_CAPS, (uint32_t)PASTA_CAPS, 0 },
+		{ (uint32_t)(PASTA_CAPS >> 32), (uint32_t)(PASTA_CAPS >> 32), 0 },
+	};
+	/* headers' CAP_LAST_CAP may be older than the kernel: up to EINVAL */
+	for (int c = 0; c < 64; c++) {
+		if (PASTA_CAPS & (1ULL << c))
+			continue;
+		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0) {
+			if (errno == EINVAL && c > CAP_LAST_CAP - 1)
+				break;
+			return -1;
+		}
+	}
+	if (syscall(SYS_capset, &h, d) < 0 ||
+	    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 ||
+	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -1;
+	return 0;
+}
+
+#define PASTA_EXIT_CONFINE 126
+
 /*
- * pasta joins PID 1's network namespace: outbound only. Every port
- * mapping is off (-t/-u none: nothing from the host into the sandbox;
- * -T/-U none and --no-map-gw: the host's loopback stays unreachable).
- * It daemonises once the namespace is configured; its pid comes back
+ * Runs pasta with the argv below (see start_pasta) under pasta_confine();
+ * it daemonises once the namespace is configured and its pid comes back
  * through a memfd passed as its pid file.
  */
 static int pasta_run(struct shim *sh, int nsfd, int mfd, struct err **err)
@@ -124,7 +163,8 @@ static int pasta_run(struct shim *sh, int nsfd, int mfd, struct err **err)
 	char ns[64], pidfile[64];
 	snprintf(ns, sizeof(ns), "/proc/self/fd/%d", nsfd);
 	snprintf(pidfile, sizeof(pidfile), "/proc/self/fd/%d", mfd);
-	char *argv[] = { PASTA, "--runas", "0:0", "--config-net", "-q", "-t", "none", "-u", "none", "-T", "none",
+	char *argv[] = { PASTA, "--runas", "0:0", "--config-net", "-q", "-t", "none", "-u", "none",
+			 "-T", "none",
 			 "-U", "none", "--no-map-gw", "--no-netns-quit", "-P", pidfile,
 			 "--netns", ns, NULL };
 	pid_t pid = fork();
@@ -133,6 +173,8 @@ static int pasta_run(struct shim *sh, int nsfd, int mfd, struct err **err)
 		dup2(dn, 0);
 		dup2(dn, 1);
 		dup2(dn, 2);
+		if (sbx_fault("pasta_caps") || pasta_confine() < 0)
+			_exit(PASTA_EXIT_CONFINE);
 		execv(PASTA, argv);
 		_exit(127);
 	}
@@ -140,6 +182,8 @@ static int pasta_run(struct shim *sh, int nsfd, int mfd, struct err **err)
 	if (pid > 0)
 		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 			;
+	if (pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == PASTA_EXIT_CONFINE)
+		return err_set(err, EPERM, "net: dropping capabilities before pasta failed");
 	if (pid < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		return err_set(err, EIO, "net: pasta failed (status %d)", st);
 	return 0;
@@ -150,8 +194,9 @@ static int pasta_run(struct shim *sh, int nsfd, int mfd, struct err **err)
  * mapping is off (-t/-u none: nothing from the host into the sandbox;
  * -T/-U none and --no-map-gw: the host's loopback stays unreachable).
  * As nobody it cannot setns into a namespace of the initial user
- * namespace, so it keeps uid 0 (--runas 0:0; it still drops every
- * capability and isolates itself once joined). The namespace is an
+ * namespace, so it keeps uid 0 (--runas 0:0), but with a bounding set of
+ * PASTA_CAPS only; once joined it drops NET_ADMIN itself, keeps
+ * CAP_SYS_ADMIN (this pasta's choice) and isolates itself. The namespace is an
  * inherited fd; pasta daemonises once the namespace is configured and
  * its pid comes back through a memfd.
  */
@@ -270,7 +315,7 @@ static int setup_report(struct shim *sh, int rep_rd, bool *gone, int *st)
 	}
 	if (!*gone)
 		wait_pid1(sh, st);
-	if (strncmp(line, "failed ", 7)) {
+	if (strncmp(line, "failed ", 7) != 0) {
 		char why[64];
 		snprintf(why, sizeof(why), "PID 1 exited during setup (status %d)", *st);
 		return fail(sh, "init", why);

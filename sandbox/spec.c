@@ -88,7 +88,8 @@ static int check_paths(const struct sandbox_spec *s, struct err **err)
 	return 0;
 }
 
-static int check_lists(const struct sandbox_spec *s, struct err **err)
+/* lower, devices and ro_binds: the path lists. */
+static int check_path_lists(const struct sandbox_spec *s, struct err **err)
 {
 	if (!s->lower || !s->lower[0])
 		return err_set(err, EINVAL, "field 'lower': at least one layer");
@@ -97,12 +98,18 @@ static int check_lists(const struct sandbox_spec *s, struct err **err)
 			return -EINVAL;
 	for (size_t i = 0; s->devices && s->devices[i]; i++)
 		if (check_path("devices", s->devices[i], false, err) < 0 ||
-		    strncmp(s->devices[i], "/dev/", 5))
+		    strncmp(s->devices[i], "/dev/", 5) != 0)
 			return err_set(err, EINVAL, "field 'devices': must be under /dev/");
 	for (size_t i = 0; s->ro_binds && s->ro_binds[i]; i++)
 		if (check_path("ro_binds", s->ro_binds[i], false, err) < 0 ||
-		    !strcmp(s->ro_binds[i], "/"))
+		    strcmp(s->ro_binds[i], "/") == 0)
 			return err_set(err, EINVAL, "field 'ro_binds': absolute, not '/'");
+	return 0;
+}
+
+/* net_allow: at most 64 addresses/CIDRs, only with net "egress". */
+static int check_net_allow(const struct sandbox_spec *s, struct err **err)
+{
 	size_t n = 0;
 	for (; s->net_allow && s->net_allow[n]; n++) {
 		struct sbx_cidr c;
@@ -114,6 +121,13 @@ static int check_lists(const struct sandbox_spec *s, struct err **err)
 	if (n && s->net != SANDBOX_NET_EGRESS)
 		return err_set(err, EINVAL, "field 'net_allow': only with net \"egress\"");
 	return 0;
+}
+
+static int check_lists(const struct sandbox_spec *s, struct err **err)
+{
+	if (check_path_lists(s, err) < 0)
+		return -EINVAL;
+	return check_net_allow(s, err);
 }
 
 static int check_cmd(const struct sandbox_spec *s, struct err **err)
@@ -222,7 +236,7 @@ static char **str_slot(struct sandbox_spec *s, size_t i)
 
 static bool str_required(const char *f)
 {
-	return strcmp(f, "cwd") && strcmp(f, "fail_step");
+	return strcmp(f, "cwd") != 0 && strcmp(f, "fail_step") != 0;
 }
 
 static int read_strings(const cJSON *o, struct sandbox_spec *s, struct err **err)

@@ -12,7 +12,7 @@ const char *sbx_fault_step;
 
 bool sbx_fault(const char *step)
 {
-	if (!sbx_fault_step || strcmp(sbx_fault_step, step))
+	if (!sbx_fault_step || strcmp(sbx_fault_step, step) != 0)
 		return false;
 	errno = EPERM;
 	return true;
