@@ -15,6 +15,7 @@
 
 #include "common/cleanup.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/json.h"
 #include "common/xalloc.h"
 
@@ -639,46 +640,12 @@ int cfg_load_json(const struct cfg_entry *tab, void *obj, const char *text,
 	return 0;
 }
 
-/* Reads a whole regular file of at most CFG_FILE_MAX bytes into *out. */
-static int cfg_read_file(const char *path, char **out, size_t *len,
-			 struct err **err)
-{
-	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	cleanup_free char *data = NULL;
-	struct stat st;
-	size_t got = 0;
-
-	if (fd < 0)
-		return err_set_errno(err, "open '%s'", path);
-	if (fstat(fd, &st) < 0)
-		return err_set_errno(err, "stat '%s'", path);
-	if (!S_ISREG(st.st_mode) || st.st_size > CFG_FILE_MAX)
-		return err_set(err, EINVAL, "'%s': not a regular file under 1MiB",
-			       path);
-	data = xmalloc((size_t)st.st_size + 1);
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_set_errno(err, "read '%s'", path);
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	data[got] = '\0';
-	*len = got;
-	*out = steal_ptr(&data);
-	return 0;
-}
-
 int cfg_load_file(const struct cfg_entry *tab, void *obj, const char *path,
 		  struct err **err)
 {
 	cleanup_free char *text = NULL;
 	size_t len = 0;
-	int r = cfg_read_file(path, &text, &len, err);
+	int r = file_read_all(path, 0, CFG_FILE_MAX, &text, &len, err);
 
 	if (r < 0)
 		return r;

@@ -13,6 +13,7 @@
 #include "common/cfg.h"
 #include "common/cleanup.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/json.h"
 #include "common/xalloc.h"
 
@@ -460,37 +461,6 @@ int gw_cfg_finish(struct gw_cfg *c, struct err **err)
 	return 0;
 }
 
-/* Reads the config file (a regular file of at most CFG_FILE_MAX bytes). */
-static int gw_cfg_read(const char *path, char **out, struct err **err)
-{
-	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	cleanup_free char *data = NULL;
-	struct stat st;
-	size_t got = 0;
-
-	if (fd < 0)
-		return err_set_errno(err, "open '%s'", path);
-	if (fstat(fd, &st) < 0)
-		return err_set_errno(err, "stat '%s'", path);
-	if (!S_ISREG(st.st_mode) || st.st_size > GW_CFG_FILE_MAX)
-		return err_set(err, EINVAL, "'%s': not a regular file under 1MiB", path);
-	data = xmalloc((size_t)st.st_size + 1);
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_set_errno(err, "read '%s'", path);
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	data[got] = '\0';
-	*out = steal_ptr(&data);
-	return 0;
-}
-
 /*
  * Takes the JSON-valued keys (gw_cfg_json_table) out of root and applies
  * them; common/cfg handles the rest.
@@ -514,7 +484,7 @@ static int gw_cfg_load_path(struct gw_cfg *c, const char *path, struct err **err
 {
 	cleanup_free char *text = NULL, *rest = NULL;
 	cleanup_json cJSON *root = NULL;
-	int r = gw_cfg_read(path, &text, err);
+	int r = file_read_all(path, 0, GW_CFG_FILE_MAX, &text, NULL, err);
 
 	if (r < 0 || !text)
 		return r < 0 ? r : -EINVAL;

@@ -15,6 +15,7 @@
 
 #include "common/cleanup.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/json.h"
 #include "common/xalloc.h"
 #include "sandbox/sandbox.h"
@@ -353,24 +354,12 @@ int sandbox_spec_parse(const char *text, size_t len, struct sandbox_spec **out, 
 
 int sandbox_spec_read(const char *path, struct sandbox_spec **out, struct err **err)
 {
-	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return err_set_errno(err, "open spec '%s'", path);
-	cleanup_free char *text = xmalloc(SPEC_MAX_BYTES + 1);
+	cleanup_free char *text = NULL;
 	size_t len = 0;
-	for (;;) {
-		ssize_t r = read(fd, text + len, SPEC_MAX_BYTES + 1 - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return err_set_errno(err, "read spec '%s'", path);
-		if (r == 0)
-			break;
-		len += (size_t)r;
-		if (len > SPEC_MAX_BYTES)
-			return err_set(err, EFBIG, "spec '%s': larger than %d bytes", path,
-				       SPEC_MAX_BYTES);
-	}
+
+	/* O_NOFOLLOW: the spec is root's, in a root-only run dir */
+	if (file_read_all(path, O_NOFOLLOW, SPEC_MAX_BYTES, &text, &len, err) < 0)
+		return err_wrap(err, "spec");
 	return sandbox_spec_parse(text, len, out, err);
 }
 
