@@ -22,11 +22,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { freePort, waitFor, pathOf } from './lib.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
@@ -48,32 +48,6 @@ const S = {
 	browser: null, ctx: null, page: null, nbPage: null, failed: null, wsUrls: [],
 };
 
-function freePort() {
-	return new Promise((resolve, reject) => {
-		const srv = net.createServer();
-		srv.unref();
-		srv.on('error', reject);
-		srv.listen(0, '127.0.0.1', () => {
-			const { port } = srv.address();
-			srv.close(() => resolve(port));
-		});
-	});
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/* Polls pred() (async, returns truthy to stop) every `every` ms, at most `ms`. */
-async function waitFor(pred, ms, every = 200) {
-	const end = Date.now() + ms;
-	let last;
-	while (Date.now() < end) {
-		last = await pred();
-		if (last)
-			return last;
-		await sleep(every);
-	}
-	return last;
-}
 
 /* Pids whose command line mentions dir: the spawned notebook server (its
  * --NotebookApp.sock is under the state dir) and its kernels (their
@@ -132,9 +106,6 @@ function step(name, timeout, fn) {
 	});
 }
 
-function pathOf(url) {
-	return new URL(url).pathname;
-}
 
 before(async () => {
 	assert.ok(fs.existsSync(NBGATE), `nbgate binary not found at ${NBGATE} (make all, or set NBGATE)`);

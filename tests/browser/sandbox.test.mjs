@@ -25,10 +25,10 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { freePort, waitFor, pathOf } from './lib.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
@@ -49,31 +49,6 @@ const S = {
 	browser: null, ctx: null, page: null, app: null, failed: null, wsUrls: [],
 };
 
-function freePort() {
-	return new Promise((resolve, reject) => {
-		const srv = net.createServer();
-		srv.unref();
-		srv.on('error', reject);
-		srv.listen(0, '127.0.0.1', () => {
-			const { port } = srv.address();
-			srv.close(() => resolve(port));
-		});
-	});
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(pred, ms, every = 200) {
-	const end = Date.now() + ms;
-	let last;
-	while (Date.now() < end) {
-		last = await pred();
-		if (last)
-			return last;
-		await sleep(every);
-	}
-	return last;
-}
 
 /* Host pids of nbgate-init shims (and their trees) that belong to our state
  * dir: the shim's argv names the spec under <state>/run/. */
@@ -120,7 +95,6 @@ function step(name, timeout, fn) {
 	});
 }
 
-const pathOf = (url) => new URL(url).pathname;
 
 function nbgateCli(args, input) {
 	const r = spawnSync(NBGATE, ['--config', S.cfgPath, ...args], { input, encoding: 'utf8', timeout: 30000 });
