@@ -219,9 +219,10 @@ step('a notebook runs print(6*7) and shows 42 over the kernel WebSocket', T_KERN
 	await card.click();
 	const editor = page.locator('.jp-NotebookPanel .jp-Cell .cm-content').first();
 	await editor.waitFor({ timeout: T_KERNEL });
-	// the kernel must be idle before typing, or the first run may be lost
-	await page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first()
-		.waitFor({ timeout: T_KERNEL }).catch(() => {});
+	// JupyterLab drops a run requested before its kernel connection is up
+	// (seen in CI: the cell stayed "[ ]"); the status bar says
+	// "Python 3 (ipykernel) | Idle" once the kernel answers
+	await page.locator('#jp-main-statusbar', { hasText: /\| Idle/ }).waitFor({ timeout: T_KERNEL });
 	await editor.click();
 	await page.keyboard.type('print(6*7)');
 	await page.keyboard.press('Shift+Enter');
