@@ -6,7 +6,8 @@
 #   make lint           clang-tidy, cppcheck, clang --analyze, banned functions, complexity
 #   make fuzz           libFuzzer builds of tests/fuzz (clang)
 #   make bench          bench/ scripts against real peers (writes docs/benchmarks.md)
-#   make install-deps   apt packages from scripts/deps.apt (idempotent)
+#   make install-deps   apt packages from scripts/deps.apt (idempotent), then `make criu`
+#   make criu           CRIU >= 4.2 in /usr/local/sbin (scripts/install-criu.sh)
 #   make SANITIZE=address,undefined test
 #
 # Each component folder builds build/lib<dir>.a from every .c in it;
@@ -36,7 +37,7 @@ CFLAGS     += $(PKG_CFLAGS)
 LIBS       := $(PKG_LIBS) -lpthread
 
 # Order matters for static linking: dependents first.
-COMPONENTS := gateway spawner sandbox images common
+COMPONENTS := gateway spawner sandbox images checkpoint common
 # <dir>/main.c and <dir>/*_main.c are programs, not library members.
 define component
 $(1)_SRC := $$(filter-out $(1)/main.c $(1)/%_main.c,$$(wildcard $(1)/*.c))
@@ -102,12 +103,16 @@ $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(ARCHIVES)
 images: all
 	@scripts/build-images.sh $(NBGATE) $(IMAGES)
 
-.PHONY: images all run test check check-integration check-fuzz check-browser fuzz lint bench install-deps clean complexity format-check
+.PHONY: images all run test check check-integration check-fuzz check-browser fuzz lint bench install-deps criu clean complexity format-check
 all: $(NBGATE) $(HELPER_BIN) $(if $(wildcard sandbox/init_main.c),$(NBGATE_INIT) $(INIT_FAULTS)) \
      $(if $(wildcard tests/sbx/probe.c),$(SBX_PROBE))
 
 install-deps:
 	@scripts/install-deps.sh
+
+# CRIU >= 4.2 (install-deps runs it too); idempotent, see the script.
+criu:
+	@scripts/install-criu.sh
 
 run: install-deps
 	@$(MAKE) --no-print-directory all

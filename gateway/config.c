@@ -404,6 +404,8 @@ const struct cfg_entry gw_cfg_table[] = {
 	STR(seccomp_profile, "", v_abs_path_opt,
 	    "seccomp profile (absolute); \"\" = <exe dir>/../sandbox/profiles/default.json"),
 	INT(sandbox_uid_base, "200000", v_uid_base, "sandbox uid = sandbox_uid_base + user id"),
+	STR(criu_path, "/usr/local/sbin/criu", v_abs_path,
+	    "CRIU >= 4.2 for checkpoints (`make criu` installs it there)"),
 	{ "cookie_secure", CFG_BOOL, NULL, CFG_IMMUTABLE, F(cookie_secure), NULL, NULL,
 	  "Secure cookie flag; default true with TLS or an https public_url" },
 	{ NULL },

@@ -90,6 +90,9 @@ struct gw_cfg {
 	char *seccomp_profile;         /* after load: absolute path */
 	int64_t sandbox_uid_base;      /* sandbox uid = base + user id */
 
+	/* checkpoints (issue 4) */
+	char *criu_path;               /* absolute; CRIU >= 4.2 (`make criu`) */
+
 	/* derived by gw_cfg_load, not settings */
 	bool tls;                      /* tls_cert and tls_key set */
 	bool cookie_secure_set;        /* cookie_secure came from file/env */

@@ -26,6 +26,7 @@
 #include "gateway/api.h"
 #include "gateway/auth.h"
 #include "gateway/config.h"
+#include "gateway/doctor.h"
 #include "gateway/gw.h"
 #include "gateway/metrics.h"
 #include "gateway/passwd.h"
@@ -468,11 +469,19 @@ static int cmd_config_print(struct cli *cli, struct err **err)
 	return 0;
 }
 
+/* Exit 1 without a message: the checks printed why. */
+static int cmd_doctor(struct cli *cli, struct err **err)
+{
+	return gw_doctor_run(&cli->cfg, stdout) == 0 ? 0 : -1;
+}
+
 static int cmd_serve(struct cli *cli, struct err **err);
 
 static const struct cmd cmds[] = {
 	{ NULL, "serve", 0, 0, true, cmd_serve, "serve [--config FILE]" },
 	{ NULL, "version", 0, 0, false, cmd_version, "version" },
+	{ NULL, "doctor", 0, 0, false, cmd_doctor,
+	  "doctor  (can this host sandbox and checkpoint? exit 0 yes, 1 no)" },
 	{ "config", "print", 0, 0, false, cmd_config_print, "config print" },
 	{ "user", "add", 1, 3, true, cmd_user_add, "user add NAME [--admin] [--password-stdin]" },
 	{ "user", "list", 0, 0, true, cmd_user_list, "user list" },

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs every Debian package listed in scripts/deps.apt that is missing.
 # Idempotent: when everything is present it only checks and exits.
+# At its end, scripts/install-criu.sh (CRIU >= 4.2, built from source when
+# the installed one is missing, older or fails `criu check`).
 set -eu
 cd "$(dirname "$0")/.."
 pkgs=$(grep -v '^[[:space:]]*#' scripts/deps.apt | grep -v '^[[:space:]]*$')
@@ -13,7 +15,7 @@ for p in $pkgs; do
 	esac
 done
 if [ -z "$missing" ]; then
-	exit 0
+	exec scripts/install-criu.sh
 fi
 if [ "$(id -u)" != 0 ]; then
 	echo "install-deps: missing packages:$missing (run as root or install them)" >&2
@@ -23,3 +25,4 @@ echo "install-deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing
+exec scripts/install-criu.sh

@@ -3,7 +3,7 @@
 # clang-tidy (bug-prone checks), and the complexity gate.
 set -u
 cd "$(dirname "$0")/.."
-src=$(ls common/*.c gateway/*.c spawner/*.c sandbox/*.c images/*.c 2>/dev/null)
+src=$(ls common/*.c gateway/*.c spawner/*.c sandbox/*.c images/*.c checkpoint/*.c 2>/dev/null)
 inc="-I. -D_GNU_SOURCE $(pkg-config --cflags libwebsockets libcjson 2>/dev/null)"
 rc=0
 
