@@ -29,10 +29,12 @@ int file_read_all(const char *path, int extra_flags, size_t max, char **out, siz
 		return err_set(err, EINVAL, "'%s': not a regular file", path);
 	if ((size_t)st.st_size > max)
 		return err_set(err, EFBIG, "'%s': larger than %zu bytes", path, max);
-	/* one byte more than the cap: a file that grew meanwhile is noticed */
-	data = xmalloc(max + 1);
-	for (;;) {
-		ssize_t n = read(fd, data + got, max + 1 - got);
+	/* sized by fstat, so small files do not cost `max`; /proc files say
+	 * size 0: read those up to max + 1 bytes (the extra one means too big) */
+	size_t want = st.st_size > 0 ? (size_t)st.st_size : max + 1;
+	data = xmalloc(want + 1);
+	while (got < want) {
+		ssize_t n = read(fd, data + got, want - got);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -41,9 +43,9 @@ int file_read_all(const char *path, int extra_flags, size_t max, char **out, siz
 		if (n == 0)
 			break;
 		got += (size_t)n;
-		if (got > max)
-			return err_set(err, EFBIG, "'%s': larger than %zu bytes", path, max);
 	}
+	if (got > max)
+		return err_set(err, EFBIG, "'%s': larger than %zu bytes", path, max);
 	data[got] = '\0';
 	if (len)
 		*len = got;

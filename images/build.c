@@ -27,6 +27,7 @@
 
 #include "common/cleanup.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "images/image.h"
@@ -162,7 +163,7 @@ static int mmdebstrap_error(const struct build *b, int st, const char *tail, str
 	cleanup_free char *cur = xasprintf("%s/.current-hook", b->work), *hook = NULL;
 	size_t len;
 
-	if (img_read_file(cur, 4096, &hook, &len, NULL) == 0) {
+	if (file_read_all(cur, 0, 4096, &hook, &len, NULL) == 0) {
 		while (len > 0 && hook[len - 1] == '\n')
 			hook[--len] = '\0';
 		return err_set(err, EIO, "step 'post-install': script '%s' failed (mmdebstrap "

@@ -133,8 +133,6 @@ int img_sha256_file(const char *path, char **hex, int64_t *size, struct err **er
 char *img_sha256_hex(const void *p, size_t n);
 /* Writes data to path atomically (path.tmp, fsync, rename). */
 int img_write_atomic(const char *path, const void *data, size_t n, struct err **err);
-/* Reads a whole small file (max bytes). Owned, NUL-terminated. */
-int img_read_file(const char *path, size_t max, char **out, size_t *len, struct err **err);
 /* Writes a line (printf format) to fd unless fd < 0. */
 void img_progress(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Quotes s for /bin/sh single quotes ('it'\''s'). Owned. */

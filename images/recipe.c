@@ -20,6 +20,7 @@
 
 #include "common/cleanup.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/json.h"
 #include "common/xalloc.h"
 #include "images/image.h"
@@ -411,7 +412,7 @@ int img_recipe_load(const char *dir, struct img_recipe **out, struct err **err)
 	cleanup_free char *text = NULL;
 	size_t len;
 
-	if (img_read_file(path, RECIPE_MAX_BYTES, &text, &len, err) < 0)
+	if (file_read_all(path, 0, RECIPE_MAX_BYTES, &text, &len, err) < 0)
 		return err_wrap(err, "recipe '%s'", dir);
 	return img_recipe_parse(text, len, dir, out, err);
 }
@@ -496,7 +497,7 @@ static int hash_file(crypto_hash_sha256_state *st, const char *dir, const char *
 	size_t len = 0;
 	unsigned char lenb[8];
 
-	if (img_read_file(path, RECIPE_FILE_MAX, &data, &len, err) < 0)
+	if (file_read_all(path, 0, RECIPE_FILE_MAX, &data, &len, err) < 0)
 		return -1;
 	for (int i = 0; i < 8; i++)
 		lenb[i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));

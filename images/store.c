@@ -26,6 +26,7 @@
 
 #include "common/cleanup.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/json.h"
 #include "common/rand.h"
 #include "common/xalloc.h"
@@ -122,7 +123,7 @@ static int read_index(const char *store, cJSON **out, struct err **err)
 	cJSON *idx, *m;
 	size_t len;
 
-	if (img_read_file(p, INDEX_MAX, &text, &len, &e) < 0) {
+	if (file_read_all(p, 0, INDEX_MAX, &text, &len, &e) < 0) {
 		if (e->code != ENOENT) {
 			*err = e;
 			return -EINVAL;
@@ -190,7 +191,7 @@ static int read_blob_json(const char *store, const char *digest, cJSON **out, st
 		return err_set(err, EINVAL, "corrupt store '%s': bad digest '%s'", store,
 			       digest ? digest : "(none)");
 	p = xasprintf("%s/blobs/sha256/%s", store, hex);
-	if (img_read_file(p, BLOB_JSON_MAX, &text, &len, err) < 0)
+	if (file_read_all(p, 0, BLOB_JSON_MAX, &text, &len, err) < 0)
 		return -1;
 	*out = json_parse(text, len, err);
 	if (!*out)

@@ -291,42 +291,6 @@ fail:
 	return -1;
 }
 
-int img_read_file(const char *path, size_t max, char **out, size_t *len, struct err **err)
-{
-	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	char *s;
-	size_t got = 0;
-
-	if (fd < 0)
-		return err_set_errno(err, "open '%s'", path);
-	if (fstat(fd, &st) < 0)
-		return err_set_errno(err, "stat '%s'", path);
-	if (!S_ISREG(st.st_mode))
-		return err_set(err, EINVAL, "'%s' is not a regular file", path);
-	if ((size_t)st.st_size > max)
-		return err_set(err, EFBIG, "'%s' is larger than %zu bytes", path, max);
-	s = xmalloc((size_t)st.st_size + 1);
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, s + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			free(s);
-			return err_set_errno(err, "read '%s'", path);
-		}
-		if (n == 0)
-			break; /* shrank while reading: take what is there */
-		got += (size_t)n;
-	}
-	s[got] = '\0';
-	*out = s;
-	if (len)
-		*len = got;
-	return 0;
-}
-
 char *img_sh_quote(const char *s)
 {
 	size_t n = 2, i;

@@ -138,7 +138,7 @@ static void test_store_add_and_resolve(void **state)
 	assert_null(ii->layers[1]);
 	/* the unpacked layer holds the file, and the layer is content-addressed */
 	p = xasprintf("%s/etc/hello", ii->layers[0]);
-	assert_int_equal(img_read_file(p, 100, &text, NULL, &e), 0);
+	assert_int_equal(file_read_all(p, 0, 100, &text, NULL, &e), 0);
 	assert_string_equal(text, "a");
 	free(p), free(text);
 	image_info_free(ii);
@@ -148,7 +148,7 @@ static void test_store_add_and_resolve(void **state)
 	image_info_free(ii);
 	/* layout files */
 	p = xasprintf("%s/oci-layout", f->store);
-	assert_int_equal(img_read_file(p, 1000, &text, NULL, &e), 0);
+	assert_int_equal(file_read_all(p, 0, 1000, &text, NULL, &e), 0);
 	assert_non_null(strstr(text, "\"imageLayoutVersion\":\"1.0.0\""));
 	free(p), free(text);
 	assert_int_equal(count(f, "blobs/sha256"), 3); /* layer, config, manifest */
