@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,34 +58,10 @@ def drive(state, mode, user, server, cmd, timeout_ms=20000, env=None):
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
-def line(out, tag):
-    for ln in out.splitlines():
-        if ln.startswith(tag + " "):
-            return ln[len(tag) + 1:]
-    return None
 
 
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
-def http_get_unix(path, target):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(5)
-    s.connect(path)
-    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % target).encode())
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
-    return data
 
 
 def test_unix_stop_kills_group(tap, tmp):
@@ -96,9 +71,9 @@ def test_unix_stop_kills_group(tap, tmp):
     rc, out, err = drive(state, "start-stop", "alice", "", cmd,
                          env={"NBGATE_TEST_GATEWAY_SECRET": "leak"})
     tap.ok(rc == 0, "unix: start, ready, stop", err[-2000:])
-    tap.ok((line(out, "READY") or "").startswith("unix:%s/run/alice/server.sock" % state),
+    tap.ok((T.tagged_line(out, "READY") or "").startswith("unix:%s/run/alice/server.sock" % state),
            "unix: upstream is the socket in the run dir", out)
-    tap.diag("ready after %s ms" % line(out, "READY_AFTER_MS"))
+    tap.diag("ready after %s ms" % T.tagged_line(out, "READY_AFTER_MS"))
     seen = json.load(open(os.path.join(state, "home", "alice", "seen.json")))
     tap.is_(seen["argv"][3:], ["a;touch %s/pwn" % tmp, "/user/alice/", "alice"],
             "argv: one element per argument, no shell, placeholders expanded")
@@ -108,7 +83,7 @@ def test_unix_stop_kills_group(tap, tmp):
     tap.is_(seen["env"].get("HOME"), os.path.join(state, "home", "alice"), "env: HOME")
     tap.is_(seen["sid"], seen["pid"], "the server leads its own session")
     child = int(open(os.path.join(state, "home", "alice", "child.pid")).read())
-    tap.ok(T.wait_until(lambda: not alive(child), 5),
+    tap.ok(T.wait_until(lambda: not T.pid_alive(child), 5),
            "stop: a child that ignores SIGTERM is killed with its group")
     mode = os.stat(os.path.join(state, "run", "alice")).st_mode & 0o777
     tap.is_(mode, 0o700, "run dir is 0700")
@@ -121,7 +96,7 @@ def test_port(tap, tmp):
     cmd = [PY, "-c", FAKE, "tcp", "{port}"]
     rc, out, err = drive(state, "start-stop", "bob", "lab", cmd)
     tap.ok(rc == 0, "port: start, ready, stop", err[-2000:])
-    tap.ok((line(out, "READY") or "").startswith("127.0.0.1:"), "port: upstream is loopback",
+    tap.ok((T.tagged_line(out, "READY") or "").startswith("127.0.0.1:"), "port: upstream is loopback",
            out)
     tap.ok(os.path.isdir(os.path.join(state, "run", "bob--lab")), "named server run dir")
 
@@ -134,7 +109,7 @@ def test_stop_all(tap, tmp):
     tap.ok(rc == 0, "shutdown: spawner_stop_all stops and reaps without the loop",
            out + err[-2000:])
     child = int(open(os.path.join(state, "home", "gina", "child.pid")).read())
-    tap.ok(T.wait_until(lambda: not alive(child), 5), "shutdown: the group is gone")
+    tap.ok(T.wait_until(lambda: not T.pid_alive(child), 5), "shutdown: the group is gone")
 
 
 def test_exit_reported(tap, tmp):
@@ -144,7 +119,7 @@ def test_exit_reported(tap, tmp):
            " sys.exit(3)", "{sock}"]
     rc, out, err = drive(state, "expect-fail", "carol", "", cmd)
     tap.ok(rc == 0, "early exit: failed event", out + err[-2000:])
-    msg = line(out, "FAILED") or ""
+    msg = T.tagged_line(out, "FAILED") or ""
     tap.ok("exited with status 3 before it answered" in msg, "early exit: status in message",
            msg)
     tap.ok("boom-marker" in msg, "early exit: last output in message", msg)
@@ -152,7 +127,7 @@ def test_exit_reported(tap, tmp):
 
     rc, out, err = drive(state, "expect-fail", "carol", "x", ["/nonexistent/cmd", "{sock}"])
     tap.ok(rc == 0, "missing command: synchronous failure", out)
-    tap.ok("/nonexistent/cmd" in (line(out, "FAILED") or ""), "missing command: named", out)
+    tap.ok("/nonexistent/cmd" in (T.tagged_line(out, "FAILED") or ""), "missing command: named", out)
 
 
 def test_timeout(tap, tmp):
@@ -162,7 +137,7 @@ def test_timeout(tap, tmp):
     cmd = [PY, "-c", "import time; time.sleep(120)", "{sock}", marker]
     rc, out, err = drive(state, "expect-fail", "dave", "", cmd, timeout_ms=2000)
     tap.ok(rc == 0, "timeout: failed event", out + err[-2000:])
-    tap.ok("did not answer within 1000 ms" in (line(out, "FAILED") or ""),
+    tap.ok("did not answer within 1000 ms" in (T.tagged_line(out, "FAILED") or ""),
            "timeout: message says so", out)
 
     def sleeper_gone():
@@ -189,7 +164,7 @@ def test_killed_noticed(tap, tmp):
     rest = p.stdout.read().decode()
     rc = p.wait(30)
     tap.ok(rc == 0, "watch: the driver saw the server end", rest)
-    tap.ok("killed by signal 9" in (line(rest, "FAILED") or ""), "watch: failed with signal",
+    tap.ok("killed by signal 9" in (T.tagged_line(rest, "FAILED") or ""), "watch: failed with signal",
            rest)
 
 
@@ -204,30 +179,30 @@ def test_adopt_jupyter(tap, tmp):
         cmd = cmd + ["--allow-root"]
     rc, out, err = drive(state, "start-detach", "frank", "", cmd, timeout_ms=60000)
     tap.ok(rc == 0, "jupyter: ready on its unix socket", out + err[-3000:])
-    ready = (line(out, "READY") or "- 0").split()
+    ready = (T.tagged_line(out, "READY") or "- 0").split()
     sock, pid = ready[0][len("unix:"):], int(ready[1])
-    tap.diag("jupyter ready after %s ms" % line(out, "READY_AFTER_MS"))
+    tap.diag("jupyter ready after %s ms" % T.tagged_line(out, "READY_AFTER_MS"))
     try:
-        resp = http_get_unix(sock, "/user/frank/api/status")
+        resp = T.unix_request(sock, "GET", "/user/frank/api/status", timeout=5)
     except OSError as e:
         resp = repr(e).encode()
     tap.ok(resp.startswith(b"HTTP/1.1 200"), "jupyter: GET /user/frank/api/status -> 200",
            resp[:300])
-    tap.ok(alive(pid), "detach: the server outlives the spawner")
+    tap.ok(T.pid_alive(pid), "detach: the server outlives the spawner")
 
     rc, out, err = drive(state, "adopt-stop", "frank", "", cmd, timeout_ms=30000)
     tap.ok(rc == 0, "restart: re-adopted and stopped", out + err[-3000:])
     tap.ok("re-adopted" in out, "restart: re-adoption announced with a ready event", out)
-    tap.ok(T.wait_until(lambda: not alive(pid), 5), "restart: the adopted server is gone")
-    if alive(pid):
+    tap.ok(T.wait_until(lambda: not T.pid_alive(pid), 5), "restart: the adopted server is gone")
+    if T.pid_alive(pid):
         os.killpg(pid, signal.SIGKILL)
 
     # a row whose process died meanwhile becomes stopped, not running
     rc, out, err = drive(state, "start-detach", "frank", "", cmd, timeout_ms=60000)
-    pid = int((line(out, "READY") or "- 0").split()[1])
+    pid = int((T.tagged_line(out, "READY") or "- 0").split()[1])
     if pid:
         os.killpg(pid, signal.SIGKILL)
-        T.wait_until(lambda: not alive(pid), 5)
+        T.wait_until(lambda: not T.pid_alive(pid), 5)
     rc, out, err = drive(state, "adopt-stop", "frank", "", cmd, timeout_ms=3000)
     tap.ok("was not running after gateway restart" in out, "restart: dead server -> stopped",
            out)

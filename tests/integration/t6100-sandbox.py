@@ -175,18 +175,7 @@ def leftovers(box, procs=True):
 
 
 def http_unix(path, target="/"):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(5)
-    s.connect(path)
-    s.sendall(("GET %s HTTP/1.0\r\nHost: x\r\n\r\n" % target).encode())
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
-    return data.decode("utf-8", "replace")
+    return T.unix_request(path, "GET", target, timeout=5).decode("utf-8", "replace")
 
 
 def test_probe_all(tap, tmp, low):

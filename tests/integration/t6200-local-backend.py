@@ -16,11 +16,9 @@ Needs root, build/nbgate-init and the `minimal` image in the store
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import nbgate_test as T  # noqa: E402
@@ -51,41 +49,15 @@ def drive(state, mode, user, server="", options=None, extra=None, timeout_ms=600
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
-def line(out, tag):
-    for ln in out.splitlines():
-        if ln.startswith(tag + " "):
-            return ln[len(tag) + 1:]
-    return None
 
 
-def unix_http(path, method, target, body=None):
-    """One HTTP/1.1 request over a Unix socket; (status, body bytes)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10)
-    s.connect(path)
-    data = body.encode() if body is not None else b""
-    head = "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n" % (
-        method, target, len(data))
-    if body is not None:
-        head += "Content-Type: application/json\r\n"
-    s.sendall(head.encode() + b"\r\n" + data)
-    raw = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        raw += b
-    s.close()
-    status = int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/") else 0
-    return status, raw.split(b"\r\n\r\n", 1)[-1]
 
 
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
+
+
+def unix_http_status(path, method, target, body=None):
+    """(status, body bytes) of one request over a Unix socket."""
+    return T.raw_status(T.unix_request(path, method, target, body))
 
 
 def sock_of(state, slug):
@@ -97,17 +69,17 @@ def test_lifecycle(tap, state):
     tap.ok(rc == 0, "start: the minimal image answers through its socket", out + err[-3000:])
     if rc != 0:
         raise T.SkipAll
-    up = line(out, "READY") or ""
+    up = T.tagged_line(out, "READY") or ""
     tap.ok(up.startswith("unix:%s " % sock_of(state, "alice")),
            "upstream is <run>/sock/server.sock", up)
     pid = int(up.split()[1])
-    tap.diag("ready after %s ms" % line(out, "READY_AFTER_MS"))
+    tap.diag("ready after %s ms" % T.tagged_line(out, "READY_AFTER_MS"))
     for msg in ("image minimal ready", "sandbox up ("):
         tap.ok(msg in out, "progress: '%s'" % msg, out)
     tap.ok(SECRET not in out + err, "no secret in progress messages or logs")
-    st, body = unix_http(sock_of(state, "alice"), "GET", "/user/alice/api/status")
+    st, body = unix_http_status(sock_of(state, "alice"), "GET", "/user/alice/api/status")
     tap.is_(st, 200, "GET /user/alice/api/status answers 200")
-    st, body = unix_http(sock_of(state, "alice"), "PUT", "/user/alice/api/contents/keep.txt",
+    st, body = unix_http_status(sock_of(state, "alice"), "PUT", "/user/alice/api/contents/keep.txt",
                          json.dumps({"type": "file", "format": "text", "content": "kept 42"}))
     tap.in_(st, (200, 201), "contents API: file written", body[:300])
     tap.ok(not os.path.exists(os.path.join(state, "run", "alice", "sandbox.json")) or
@@ -117,9 +89,9 @@ def test_lifecycle(tap, state):
     # a restarted daemon adopts the running sandbox
     rc, out, err = drive(state, "adopt-detach", "alice")
     tap.ok(rc == 0 and "re-adopted" in out, "restart: the sandbox is re-adopted", out + err[-2000:])
-    tap.is_(int((line(out, "READY") or "0 0").split()[1]), pid, "restart: same shim pid")
-    tap.ok(alive(pid), "restart: the shim still runs")
-    st, _ = unix_http(sock_of(state, "alice"), "GET", "/user/alice/api/status")
+    tap.is_(int((T.tagged_line(out, "READY") or "0 0").split()[1]), pid, "restart: same shim pid")
+    tap.ok(T.pid_alive(pid), "restart: the shim still runs")
+    st, _ = unix_http_status(sock_of(state, "alice"), "GET", "/user/alice/api/status")
     tap.is_(st, 200, "restart: the server still answers")
     return pid
 
@@ -155,12 +127,12 @@ def test_two_users(tap, state):
 def test_rejections(tap, state):
     # quota: alice already runs one server
     rc, out, err = drive(state, "expect-fail", "alice", "second", extra=["--quota", "1:0:0:0"])
-    msg = line(out, "FAILED") or ""
+    msg = T.tagged_line(out, "FAILED") or ""
     tap.ok(rc == 0 and "at most 1 running servers per user (1 running)" in msg,
            "quota: a second server is refused, naming the limit and the use", out)
     rc, out, err = drive(state, "expect-fail", "alice", "third",
                          extra=["--quota", "0:1500:0:0"])
-    tap.ok("CPU limit 1.50 CPUs per user (1.00 CPUs in use" in (line(out, "FAILED") or ""),
+    tap.ok("CPU limit 1.50 CPUs per user (1.00 CPUs in use" in (T.tagged_line(out, "FAILED") or ""),
            "quota: CPU limit named", out)
     # bad user_options, through the public check and through start
     rc, out, err = drive(state, "check-options", "alice", options='{"cmd": "/bin/sh"}')
@@ -174,7 +146,7 @@ def test_rejections(tap, state):
     # an image that is allowed by config but not built
     rc, out, err = drive(state, "expect-fail", "carol", "", profiles=[
         "nobuilt:no-such-image-xyz:1000:1024:0:none"])
-    msg = line(out, "FAILED") or ""
+    msg = T.tagged_line(out, "FAILED") or ""
     tap.ok(rc == 0 and "not found" in msg and "nbgate image build" in msg,
            "missing image: failed, says how to build it", out)
     tap.ok(SECRET not in out + err, "no secret in failure messages")
@@ -185,7 +157,7 @@ def test_rejections(tap, state):
         return
     rc, out, err = drive(state, "expect-fail", "dave", "", init=faults,
                          extra=["--fail-step", "pivot_root"])
-    msg = line(out, "FAILED") or ""
+    msg = T.tagged_line(out, "FAILED") or ""
     tap.ok(rc == 0 and "sandbox setup failed at step 'pivot_root'" in msg,
            "setup failure: failed, naming the step", out + err[-2000:])
     tap.ok("last output:" in msg, "setup failure: quotes the shim's log", msg)
@@ -197,13 +169,13 @@ def test_rejections(tap, state):
 def test_restart_keeps_files(tap, state, pid):
     rc, out, err = drive(state, "adopt-stop", "alice")
     tap.ok(rc == 0 and "STOPPED" in out, "stop: stopped", out + err[-2000:])
-    tap.ok(T.wait_until(lambda: not alive(pid), 10), "stop: the shim is gone")
+    tap.ok(T.wait_until(lambda: not T.pid_alive(pid), 10), "stop: the shim is gone")
     with open("/proc/mounts") as f:
         tap.ok(os.path.join(state, "run", "alice", "rootfs") not in f.read(),
                "stop: the rootfs is unmounted")
     rc, out, err = drive(state, "start-detach", "alice")
     tap.ok(rc == 0, "start again", out + err[-2000:])
-    st, body = unix_http(sock_of(state, "alice"), "GET",
+    st, body = unix_http_status(sock_of(state, "alice"), "GET",
                          "/user/alice/api/contents/keep.txt?content=1&format=text&type=file")
     tap.ok(st == 200 and b"kept 42" in body, "the file survived stop/start", body[:300])
     rc, out, err = drive(state, "adopt-stop", "alice")

@@ -142,6 +142,52 @@ def main(fn):
 # --------------------------------------------------------------------------
 
 
+def unix_request(path, method="GET", target="/", body=None, timeout=10.0):
+    """One request over a Unix socket (Connection: close); the whole raw
+    response as bytes, read until the server closes."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        data = body.encode() if isinstance(body, str) else (body or b"")
+        head = "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" % (method, target)
+        if body is not None:
+            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(data)
+        s.sendall(head.encode() + b"\r\n" + data)
+        raw = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return raw
+            raw += b
+    finally:
+        s.close()
+
+
+def raw_status(raw):
+    """(status code or 0, body bytes) of a raw HTTP response."""
+    status = int(raw.split(b" ", 2)[1]) if raw.startswith(b"HTTP/") else 0
+    return status, raw.split(b"\r\n\r\n", 1)[-1]
+
+
+def tagged_line(out, tag):
+    """The rest of the first line of out that starts with "<tag> ", or None
+    (the test drivers print one tagged line per fact)."""
+    for ln in out.splitlines():
+        if ln.startswith(tag + " "):
+            return ln[len(tag) + 1:]
+    return None
+
+
+def pid_alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def free_port(host="127.0.0.1"):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind((host, 0))
