@@ -25,8 +25,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { freePort, waitFor, pathOf } from './lib.mjs';
+import { freePort, waitFor, pathOf, launchChromium } from './lib.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
@@ -149,16 +148,7 @@ before(async () => {
 	assert.ok(code && code !== 'exited',
 		`no setup URL from nbgate (exit ${S.proc.exitCode}); stdout:\n${S.stdout}\nstderr:\n${S.stderr.slice(-3000)}`);
 	S.setupUrl = code;
-	// launch options: headless, Debian's chromium, never a proxy
-	const args = ['--no-proxy-server'];
-	// Chromium refuses to start as root with its sandbox on ("Running as root
-	// without --no-sandbox is not supported"), and containers often lack the
-	// user namespaces the sandbox needs. Only then is it turned off; as a
-	// normal user the sandbox stays on. The pages loaded are our own, on
-	// loopback.
-	if (process.getuid && process.getuid() === 0)
-		args.push('--no-sandbox');
-	S.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args, timeout: T_STEP });
+	S.browser = await launchChromium(CHROMIUM, T_STEP);
 	S.ctx = await S.browser.newContext({ viewport: { width: 1280, height: 900 } });
 	S.ctx.setDefaultTimeout(T_STEP);
 	S.page = await S.ctx.newPage();

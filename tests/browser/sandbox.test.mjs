@@ -27,8 +27,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { freePort, waitFor, pathOf } from './lib.mjs';
+import { freePort, waitFor, pathOf, launchChromium } from './lib.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
@@ -137,11 +136,7 @@ before(async () => {
 		}
 	}, T_GATEWAY, 100);
 	assert.ok(up === true, `nbgate did not come up (exit ${S.proc.exitCode}):\n${S.stderr.slice(-3000)}`);
-	const args = ['--no-proxy-server', '--disable-background-networking', '--disable-component-update',
-		'--disable-sync', '--no-first-run', '--disable-gpu'];
-	if (process.getuid && process.getuid() === 0)
-		args.push('--no-sandbox'); // see newcomer.test.mjs
-	S.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args, timeout: T_STEP });
+	S.browser = await launchChromium(CHROMIUM, T_STEP);
 	S.ctx = await S.browser.newContext({ viewport: { width: 1400, height: 900 } });
 	S.ctx.setDefaultTimeout(T_STEP);
 	S.page = await S.ctx.newPage();
