@@ -117,10 +117,36 @@ static const char migration_3[] =
 	"ALTER TABLE servers ADD COLUMN server_type TEXT;"
 	"ALTER TABLE servers ADD COLUMN strip_prefix INTEGER NOT NULL DEFAULT 0;";
 
+/*
+ * Checkpoints and culling (issue 4): one row per checkpoint of a server
+ * (CRIU process images or a committed image layer), tied to the image and
+ * profile it was taken with; and the source of the last activity so that
+ * the API and the home page can say why a server counts as active.
+ * state: 'writing' while the dump runs (a row left so after a crash is
+ * garbage), 'ready', 'restored' (resumed from at least once), 'broken'
+ * (a restore from it failed).
+ */
+static const char migration_4[] =
+	"CREATE TABLE checkpoints ("
+	" id INTEGER PRIMARY KEY,"
+	" server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,"
+	" mode TEXT NOT NULL,"
+	" state TEXT NOT NULL,"
+	" path TEXT NOT NULL,"
+	" size_bytes INTEGER NOT NULL DEFAULT 0,"
+	" created INTEGER NOT NULL,"
+	" image TEXT,"
+	" profile TEXT,"
+	" reason TEXT,"
+	" message TEXT);"
+	"CREATE INDEX checkpoints_server ON checkpoints(server_id);"
+	"ALTER TABLE servers ADD COLUMN activity_source TEXT;";
+
 const char *const db__migrations[] = {
 	migration_1,
 	migration_2,
 	migration_3,
+	migration_4,
 };
 
 const int db__migration_count =

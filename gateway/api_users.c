@@ -464,7 +464,7 @@ static int touch_servers(struct gw *gw, const char *user, const cJSON *servers, 
 		if (activity_of(it, now, &t, err) < 0)
 			return -1;
 		if (t > srv->last_activity_ms)
-			spawner_server_touch(gw->spawner, srv, t);
+			spawner_server_touch(gw->spawner, srv, t, "api");
 	}
 	return 0;
 }

@@ -598,11 +598,16 @@ int spawner_server_remove(struct spawner *sp, const char *user, const char *serv
 	return 0;
 }
 
-void spawner_server_touch(struct spawner *sp, struct spawner_server *srv, int64_t now_ms)
+void spawner_server_touch(struct spawner *sp, struct spawner_server *srv, int64_t now_ms,
+			  const char *source)
 {
+	(void)sp;
 	/* Persisted with the next transition; culling reads memory. */
-	if (now_ms > srv->last_activity_ms)
-		srv->last_activity_ms = now_ms;
+	if (now_ms <= srv->last_activity_ms)
+		return;
+	srv->last_activity_ms = now_ms;
+	if (source)
+		srv->activity_source = source;
 }
 
 void spawner_stop_all(struct spawner *sp)

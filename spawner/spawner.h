@@ -36,6 +36,7 @@ struct lws_context;
 struct db;
 struct spawner;
 struct spawner_server;
+struct spawner_checkpoint;
 
 enum spawner_state {
 	SPAWNER_STOPPED = 0,
@@ -134,6 +135,16 @@ struct spawner_cfg {
 	void *event_arg;
 };
 
+/* Checkpoint/retention settings, set by the gateway after spawner_new(). */
+struct spawner_ckpt_cfg {
+	const char *dir;            /* absolute; criu images go below it */
+	int keep_per_server;        /* newest N kept; 0 = 3 */
+	int64_t user_quota_bytes;   /* all of a user's checkpoints; 0 = none */
+	int64_t min_free_bytes;     /* free space left after a dump; 0 = 1 GiB */
+	const char *criu_path;      /* NULL = CHECKPOINT_CRIU_DEFAULT_PATH */
+	bool criu_usable;           /* set from the probe at startup */
+};
+
 /*
  * One (user, server name) pair. Owned by the spawner; the gateway borrows
  * it (valid until spawner_server_remove() on it or spawner_free()) and
@@ -160,6 +171,9 @@ struct spawner_server {
 	bool strip_prefix;       /* proxy strips base_url (server has no base path) */
 	int64_t started_ms;      /* wall clock of the last start, 0 if never */
 	int64_t last_activity_ms;/* wall clock, maintained by the gateway */
+	const char *activity_source; /* what set last_activity_ms: a static
+				  * string ("proxy", "kernel", "terminal",
+				  * "cpu", "gpu", "start", "api"), or NULL */
 	int progress;            /* last event's progress, for late listeners */
 	char *message;           /* last event's message, or NULL */
 	struct spawner_server *next; /* spawner's list; use spawner_server_next() */
@@ -201,6 +215,20 @@ struct spawner_ops {
 	void (*stop_wait)(struct spawner *sp, int64_t timeout_ms);
 	void (*server_release)(struct spawner *sp, struct spawner_server *srv);
 	void (*destroy)(struct spawner *sp);
+	/*
+	 * checkpoint  begin checkpointing srv (state already `checkpointing`,
+	 *          ck->id is the catalog row in state 'writing'). Completion:
+	 *          spawner_checkpoint_done(). Optional (no CAP_CHECKPOINT).
+	 * restore  begin restoring srv from ck (state already `restoring`).
+	 *          Completion: spawner_restore_done(). Optional.
+	 * checkpoint_size  bytes a dump of srv would write (memory in use), for
+	 *          the disk checks before a dump; -1 unknown. Optional.
+	 */
+	int (*checkpoint)(struct spawner *sp, struct spawner_server *srv,
+			  const struct spawner_checkpoint *ck, struct err **err);
+	int (*restore)(struct spawner *sp, struct spawner_server *srv,
+		       const struct spawner_checkpoint *ck, struct err **err);
+	int64_t (*checkpoint_size)(struct spawner *sp, struct spawner_server *srv);
 };
 
 /* The base every backend embeds first. Fields are the spawner's own. */
@@ -208,6 +236,7 @@ struct spawner {
 	const struct spawner_ops *ops;
 	struct spawner_cfg cfg;          /* copy; pointers inside are borrowed */
 	struct spawner_server *servers;  /* singly linked, owned */
+	struct spawner_ckpt_cfg ckpt;    /* spawner_set_ckpt_cfg(); borrowed strings */
 };
 
 /* ---- the backend registry (spawner.c) ---- */
@@ -334,9 +363,108 @@ struct spawner_server *spawner_server_next(struct spawner *sp,
  */
 int spawner_adopt_all(struct spawner *sp, struct err **err);
 
-/* Records activity (wall-clock ms) for culling; not persisted on every call. */
+/*
+ * Records activity (wall-clock ms) for culling, and which source saw it
+ * (static string, see struct spawner_server; NULL keeps the old one).
+ * Ignored when now_ms is not newer. Not persisted on every call.
+ */
 void spawner_server_touch(struct spawner *sp, struct spawner_server *srv,
-			  int64_t now_ms);
+			  int64_t now_ms, const char *source);
+
+/* ---- checkpoints (issue 4; DESIGN.md "Checkpoint") ---- */
+
+/*
+ * How a server is put away. criu: process images (kernels keep their
+ * memory); commit: the server's upper dir becomes an image layer (files
+ * and installed packages kept, kernels restarted); stop: a plain stop that
+ * keeps the home. A failing mode falls back to the next one in that order.
+ */
+enum spawner_ckpt_mode {
+	SPAWNER_CKPT_CRIU = 0,
+	SPAWNER_CKPT_COMMIT,
+	SPAWNER_CKPT_STOP,
+	SPAWNER_CKPT_MODE_COUNT
+};
+
+/* "criu", "commit", "stop"; "unknown" out of range. Static storage. */
+const char *spawner_ckpt_mode_name(enum spawner_ckpt_mode mode);
+/* Parses a mode name; -1 when unknown. */
+int spawner_ckpt_mode_parse(const char *name);
+
+/* One row of the checkpoints table. Strings owned by the struct. */
+struct spawner_checkpoint {
+	int64_t id;
+	int64_t server_id;
+	enum spawner_ckpt_mode mode;
+	char *state;        /* "writing" | "ready" | "restored" | "broken" */
+	char *path;         /* criu: image dir (0700, root); commit: image ref */
+	int64_t size_bytes;
+	int64_t created_ms;
+	char *image;        /* image ref the server ran (a checkpoint is tied to it) */
+	char *profile;      /* profile name the server ran with */
+	char *reason;       /* "manual", "idle for 3600 s", ... */
+	char *message;      /* why it is broken, fallbacks taken; or NULL */
+};
+
+void spawner_set_ckpt_cfg(struct spawner *sp, const struct spawner_ckpt_cfg *cfg);
+
+/*
+ * Begins checkpointing (user, server) with `mode` because of `reason`
+ * (borrowed; "manual", "idle ..."): running/culling -> checkpointing, a
+ * catalog row in state 'writing', then the backend's checkpoint op. The
+ * outcome arrives by event: `suspended` (criu/commit) or `stopped` (stop,
+ * or every fallback failed into a plain stop), or back to `running` when
+ * the dump failed before anything was touched. Refused BEFORE anything
+ * starts (no row, no state change) when the disk checks fail: ENOSPC, HTTP
+ * 507, naming the free space, the estimate and the quota.
+ * Errors: ENOENT (404), EBUSY not running (409), ENOSPC (507), ENOTSUP
+ * backend cannot checkpoint and mode != stop (409), database errors.
+ * Event-loop thread.
+ */
+int spawner_server_checkpoint(struct spawner *sp, const char *user, const char *server,
+			      enum spawner_ckpt_mode mode, const char *reason,
+			      struct err **err);
+
+/*
+ * Begins resuming (user, server) from its newest usable checkpoint:
+ * suspended -> restoring -> running (ready event), or, when the restore
+ * fails, a plain start (restoring -> starting) whose messages say why.
+ * Idempotent: 0 and nothing done when already restoring/starting/running,
+ * so every held request may call it. Errors: ENOENT no such server, EBUSY
+ * (409) checkpointing or stopping, EINVAL (409) stopped/failed (start it
+ * instead). Event-loop thread.
+ */
+int spawner_server_resume(struct spawner *sp, const char *user, const char *server,
+			  struct err **err);
+
+/* For backends: the checkpoint ck of srv finished. ok: srv is gone and the
+ * row becomes 'ready' with size_bytes; state -> suspended. !ok: the row is
+ * deleted (and its files), srv stays/returns to running when `alive`, else
+ * the next fallback mode is tried. message is borrowed. */
+void spawner_checkpoint_done(struct spawner *sp, struct spawner_server *srv, int64_t ckpt_id,
+			     bool ok, bool alive, int64_t size_bytes, const char *message);
+
+/* For backends: the restore of srv from ckpt_id finished. ok: srv runs
+ * (pid/upstream set by the backend), row -> 'restored', state running.
+ * !ok: row -> 'broken' with message, then a plain start (fallback). */
+void spawner_restore_done(struct spawner *sp, struct spawner_server *srv, int64_t ckpt_id,
+			  bool ok, const char *message);
+
+/*
+ * The checkpoints of srv, newest first. *out owned: free with
+ * spawner_checkpoints_free(). Errors: database errors.
+ */
+int spawner_checkpoints_list(struct spawner *sp, const struct spawner_server *srv,
+			     struct spawner_checkpoint **out, int *n, struct err **err);
+void spawner_checkpoints_free(struct spawner_checkpoint *v, int n);
+
+/*
+ * Deletes checkpoint `id` of srv (row and files). EBUSY (409) when it is
+ * the checkpoint a suspended srv would resume from or a restore is using
+ * it; ENOENT (404) when srv has no such checkpoint.
+ */
+int spawner_checkpoint_delete(struct spawner *sp, struct spawner_server *srv, int64_t id,
+			      struct err **err);
 
 /* ---- state machine (shared with the backends) ---- */
 
