@@ -10,8 +10,12 @@
 # --download-only`, the orig tarball checked against the .dsc's
 # Checksums-Sha256, then CRIU's own `make criu` + `make install-criu`.
 #
-# Idempotent: when $PREFIX/sbin/criu is >= 4.2 and `criu check` passes it
-# only says so. The verified tarball and the build tree stay in the cache
+# nbgate's patches (scripts/criu-patches/*.patch, each says why) are applied
+# before the build; a stamp file next to the binary records their sha256, so
+# a criu without them (or with older ones) is rebuilt.
+#
+# Idempotent: when $PREFIX/sbin/criu is >= 4.2, carries the current patches
+# and `criu check` passes it only says so. The verified tarball and the build tree stay in the cache
 # dir, so a second install (new DESTDIR, deleted binary) is instant.
 #
 # Settings (environment):
@@ -32,6 +36,10 @@ CRIU=$DESTDIR$PREFIX/sbin/criu
 SOURCES=/etc/apt/sources.list.d/nbgate-sid-src.sources
 TESTED=4.2.1
 JOBS=${CRIU_JOBS:-2}
+PATCHES=$(cd "$(dirname "$0")" && pwd)/criu-patches
+STAMP=$DESTDIR$PREFIX/lib/nbgate/criu-patches.sha256
+# One hash over every patch, in the order they are applied.
+patches_sum=$(cat "$PATCHES"/*.patch 2>/dev/null | sha256sum | cut -d' ' -f1)
 
 step_name="start"
 step() {
@@ -89,7 +97,10 @@ fi
 
 step probe "looking at $CRIU"
 have=$(criu_version "$CRIU")
-if [ -n "$have" ] && version_ok "$have"; then
+if [ -n "$have" ] && version_ok "$have" &&
+	[ "$(cat "$STAMP" 2>/dev/null)" != "$patches_sum" ]; then
+	echo "install-criu: criu $have at $CRIU lacks nbgate's current patches: rebuilding"
+elif [ -n "$have" ] && version_ok "$have"; then
 	if criu_check "$CRIU"; then
 		echo "install-criu: criu $have at $CRIU: ok"
 		exit 0
@@ -157,12 +168,19 @@ version_ok "$ver" || die "sid has criu $ver, older than $MIN"
 echo "install-criu: criu_$ver.orig tarball sha256 $got: ok"
 
 src=$CACHE/build/criu-$ver
-if [ ! -x "$src/criu/criu" ] || [ "$(criu_version "$src/criu/criu")" != "$ver" ]; then
+if [ ! -x "$src/criu/criu" ] || [ "$(criu_version "$src/criu/criu")" != "$ver" ] ||
+	[ "$(cat "$src/.nbgate-patches" 2>/dev/null)" != "$patches_sum" ]; then
 	step unpack "unpacking into $src"
 	rm -rf "$src"
 	mkdir -p "$CACHE/build"
 	tar -xf "$tarball" -C "$CACHE/build"
 	[ -d "$src" ] || die "tarball did not unpack to $src"
+	for p in "$PATCHES"/*.patch; do
+		[ -f "$p" ] || continue
+		step patch "applying $(basename "$p")"
+		patch -d "$src" -p1 --forward --batch <"$p" || die "patch $(basename "$p") does not apply to criu $ver"
+	done
+	echo "$patches_sum" >"$src/.nbgate-patches"
 	# Without iptables on the host (Debian 12 minimal) CRIU's default
 	# network lock fails any --tcp-established dump; libnftables is
 	# linked in (scripts/deps.apt), so lock with nftables by default.
@@ -180,6 +198,8 @@ make -C "$src" PREFIX="$PREFIX" DESTDIR="$DESTDIR" \
 	{ tail -n 30 "$CACHE/build.log" >&2; die "make install-criu failed (log: $CACHE/build.log)"; }
 have=$(criu_version "$CRIU")
 [ "$have" = "$ver" ] || die "installed $CRIU reports version '$have', expected $ver"
+mkdir -p "$(dirname "$STAMP")"
+echo "$patches_sum" >"$STAMP"
 
 step check "criu check"
 if criu_check "$CRIU"; then
