@@ -62,8 +62,9 @@ $(NBGATE): $(BUILD)/gateway/main.o $(ARCHIVES)
 # with -DSANDBOX_FAULTS (fault injection for SBX-14); nbgate never uses it.
 NBGATE_INIT := $(BUILD)/nbgate-init
 INIT_FAULTS := $(BUILD)/tests/sbx/nbgate-init-faults
-# It links only what it uses: sandbox and common (no lws, no database).
-INIT_ARCHIVES := $(BUILD)/libsandbox.a $(BUILD)/libcommon.a
+# It links only what it uses: sandbox, checkpoint (CRIU dump and restore
+# run from it) and common (no lws, no database).
+INIT_ARCHIVES := $(BUILD)/libsandbox.a $(BUILD)/libcheckpoint.a $(BUILD)/libcommon.a
 INIT_LIBS := $(shell pkg-config --libs libseccomp libcap libcjson 2>/dev/null)
 $(NBGATE_INIT): sandbox/init_main.c $(INIT_ARCHIVES)
 	@mkdir -p $(@D)

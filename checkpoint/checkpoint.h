@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct err;
 
@@ -82,5 +83,51 @@ int checkpoint_criu_parse_version(const char *out, char *buf, size_t n, uint32_t
  * Pure.
  */
 bool checkpoint_criu_parse_check(const char *out, int wstatus, char **first_error);
+
+/* ---- dump and restore of a sandbox tree (criu.c) ---- */
+
+struct checkpoint_criu_dump_req {
+	const char *criu;     /* the criu binary */
+	pid_t pid1;           /* host pid of the sandbox's PID 1 (nbgate-init) */
+	const char *dir;      /* image dir: created here, mode 0700 (process
+			       * memory, tokens included), must not exist */
+	int64_t timeout_ms;   /* CRIU is killed after this */
+};
+
+/*
+ * Dumps the whole tree under pid1 with its namespaces, mounts, cgroups and
+ * loopback TCP connections, then CRIU kills it. First asks PID 1 (SIGUSR1)
+ * to close its forwarded connections, which CRIU could not dump. Records
+ * the host files PID 1 maps and the log pipe in <dir>/nbgate-restore.txt.
+ * On failure (EIO with CRIU's first error line, ETIMEDOUT) the tree is left
+ * running as it was (CRIU detaches); the caller removes dir. Blocks for the
+ * dump's duration: run it in a helper process (nbgate-init --dump).
+ */
+int checkpoint_criu_dump(const struct checkpoint_criu_dump_req *r, struct err **err);
+
+struct checkpoint_criu_restore_req {
+	const char *criu;
+	const char *dir;      /* image dir of a successful dump */
+	const char *rootfs;   /* the sandbox's root, mounted by the caller */
+	int log_wr;           /* replaces the dumped log pipe (--inherit-fd) */
+	int64_t timeout_ms;
+};
+
+/*
+ * Restores the tree in dir as a sibling: the restored PID 1 becomes a child
+ * of the CALLER (the new shim), which must be a child subreaper or wait for
+ * it. Opens the recorded host files and refuses (ESTALE) when one changed
+ * since the dump. *pid1 is the restored PID 1's host pid. Errors: EIO with
+ * CRIU's first error line, ETIMEDOUT, ESTALE, ENOENT. Blocks.
+ */
+int checkpoint_criu_restore(const struct checkpoint_criu_restore_req *r, pid_t *pid1,
+			    struct err **err);
+
+/* The last "Error (...)" line of a CRIU log that is not one CRIU prints on
+ * every run here (criu.c), or a placeholder. Owned. */
+char *checkpoint_criu_log_error(const char *log_path);
+
+/* Bytes allocated by the regular files directly in dir; -1 when unreadable. */
+int64_t checkpoint_dir_size(const char *dir);
 
 #endif

@@ -103,6 +103,14 @@ void sbx_fwd_free(struct sbx_fwd *f)
 	free(f);
 }
 
+void sbx_fwd_drop_conns(struct sbx_fwd *f)
+{
+	for (int i = 0; i < f->n_conns; i++)
+		conn_free(f->conns[i]);
+	f->n_conns = 0;
+	f->n_map = 0;
+}
+
 static short conn_events(const struct fwd_conn *c, int side)
 {
 	short ev = 0;

@@ -4,6 +4,14 @@
  *   nbgate-init <spec.json>
  *   nbgate-init --cleanup <id> <rootfs>   sandbox_cleanup() after a shim
  *                                          was killed (exit 0, or 1 + stderr)
+ *   nbgate-init --dump <criu> <pid1> <dir> <timeout_ms>
+ *                                          CRIU dump of the sandbox whose
+ *                                          PID 1 is pid1 (exit 0, or 1 +
+ *                                          one line on stderr)
+ *   nbgate-init --restore <criu> <dir> <spec.json>
+ *                                          the shim, restoring the tree
+ *                                          dumped in dir instead of
+ *                                          starting the server
  *
  * Runs as root, with fd 3 as the status fd (optional: when fd 3 is not
  * open, nothing is reported there). Exit status: the server's (code, or
@@ -12,9 +20,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint/checkpoint.h"
 #include "common/err.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/sbx.h"
@@ -26,6 +36,55 @@ static void std_fds(void)
 	for (int fd = 0; fd < 3; fd++)
 		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
 			_exit(125);
+}
+
+/* Dumps and restores take seconds per GiB; the daemon bounds them too. */
+#define CRIU_RESTORE_TIMEOUT_MS (10 * 60 * 1000)
+
+static int dump_main(char **argv)
+{
+	struct checkpoint_criu_dump_req r = {
+		.criu = argv[2], .pid1 = (pid_t)strtol(argv[3], NULL, 10), .dir = argv[4],
+		.timeout_ms = strtoll(argv[5], NULL, 10),
+	};
+	struct err *e = NULL;
+	if (r.pid1 <= 1 || r.timeout_ms <= 0) {
+		dprintf(2, "nbgate-init: dump: bad pid or timeout\n");
+		return 1;
+	}
+	if (checkpoint_criu_dump(&r, &e) == 0)
+		return 0;
+	dprintf(2, "nbgate-init: dump: %s\n", e->msg);
+	err_free(&e);
+	return 1;
+}
+
+struct restore_arg {
+	const char *criu, *dir;
+};
+
+static int restore_cb(void *arg, const struct sandbox_spec *s, int log_wr, pid_t *pid1,
+		      struct err **err)
+{
+	const struct restore_arg *a = arg;
+	struct checkpoint_criu_restore_req r = { .criu = a->criu, .dir = a->dir,
+						 .rootfs = s->rootfs, .log_wr = log_wr,
+						 .timeout_ms = CRIU_RESTORE_TIMEOUT_MS };
+	return checkpoint_criu_restore(&r, pid1, err);
+}
+
+static int read_spec(const char *path, int status_fd, struct sandbox_spec **s)
+{
+	struct err *e = NULL;
+	if (sandbox_spec_read(path, s, &e) == 0)
+		return 0;
+	char line[600];
+	snprintf(line, sizeof(line), "failed spec %s\n", e->msg);
+	if (status_fd >= 0 && write(status_fd, line, strlen(line)) < 0)
+		(void)errno;
+	dprintf(2, "nbgate-init: spec: %s\n", e->msg);
+	err_free(&e);
+	return 125;
 }
 
 int main(int argc, char **argv)
@@ -43,19 +102,22 @@ int main(int argc, char **argv)
 		err_free(&e);
 		return 1;
 	}
+	if (argc == 6 && !strcmp(argv[1], "--dump"))
+		return dump_main(argv);
+	if (argc == 5 && !strcmp(argv[1], "--restore")) {
+		struct restore_arg a = { argv[2], argv[3] };
+		if (read_spec(argv[4], status_fd, &s))
+			return 125;
+		int r = sbx_shim_restore(s, status_fd, restore_cb, &a);
+		sandbox_spec_free(s);
+		return r;
+	}
 	if (argc != 2) {
 		dprintf(2, "usage: nbgate-init <spec.json>\n");
 		return 125;
 	}
-	if (sandbox_spec_read(argv[1], &s, &e) < 0) {
-		char line[600];
-		snprintf(line, sizeof(line), "failed spec %s\n", e->msg);
-		if (status_fd >= 0 && write(status_fd, line, strlen(line)) < 0)
-			(void)errno;
-		dprintf(2, "nbgate-init: spec: %s\n", e->msg);
-		err_free(&e);
+	if (read_spec(argv[1], status_fd, &s))
 		return 125;
-	}
 #ifdef SANDBOX_FAULTS
 	sbx_fault_step = s->fail_step;
 #endif

@@ -356,6 +356,13 @@ static int write_hostname(const char *id, struct err **err)
 	return 0;
 }
 
+int sbx_rootfs_overlay(const struct sandbox_spec *s, struct err **err)
+{
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return err_set_errno(err, "mount_private: /");
+	return mount_overlay(s, err);
+}
+
 int sbx_rootfs_setup(const struct sandbox_spec *s, struct err **err)
 {
 	if (sbx_fault("mount_private") || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)

@@ -1,7 +1,8 @@
 /*
  * pid1: nbgate-init's init role inside the namespaces (sandbox/sandbox.h):
- * builds the root, starts the confined server, then reaps, relays output,
- * forwards ports and handles SIGTERM with a grace period.
+ * builds the root, starts the confined server, then reaps, forwards ports
+ * and handles SIGTERM with a grace period. The server's output goes to a
+ * pipe the shim reads: nothing here holds a host file (CRIU).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,8 +25,7 @@
 struct pid1 {
 	const struct sandbox_spec *s;
 	int report;            /* to the shim, until "ok" */
-	int log_fd, old_fd;    /* log_path and log_path.1 */
-	int out_rd;            /* the server's stdout+stderr */
+	int out_wr;            /* the server's stdout+stderr (the shim logs it) */
 	int sig_fd;
 	pid_t server;
 	int status;            /* the server's wait status, once it exited */
@@ -55,27 +55,34 @@ static void __attribute__((noreturn)) pid1_fail_err(struct pid1 *p, struct err *
 	pid1_fail(p, step[0] ? step : "init", reason);
 }
 
-/* Only 0, 1, 2 and the two pipes to the shim survive into PID 1. */
+/* Only 0, 1, 2 and the three pipes to the shim survive into PID 1. */
 static void close_inherited(const struct sbx_pid1_fds *fds)
 {
-	int keep_lo = fds->sync_rd < fds->report_wr ? fds->sync_rd : fds->report_wr;
-	int keep_hi = fds->sync_rd < fds->report_wr ? fds->report_wr : fds->sync_rd;
-	if (keep_lo > 3)
-		syscall(SYS_close_range, 3U, (unsigned)keep_lo - 1, 0U);
-	if (keep_hi > keep_lo + 1)
-		syscall(SYS_close_range, (unsigned)keep_lo + 1, (unsigned)keep_hi - 1, 0U);
-	syscall(SYS_close_range, (unsigned)keep_hi + 1, ~0U, 0U);
+	int keep[3] = { fds->sync_rd, fds->report_wr, fds->out_wr }, lo = 3;
+	for (int i = 0; i < 3; i++) /* sort the three */
+		for (int j = i + 1; j < 3; j++)
+			if (keep[j] < keep[i]) {
+				int t = keep[i];
+				keep[i] = keep[j];
+				keep[j] = t;
+			}
+	for (int i = 0; i < 3; i++) {
+		if (keep[i] > lo)
+			syscall(SYS_close_range, (unsigned)lo, (unsigned)keep[i] - 1, 0U);
+		if (keep[i] + 1 > lo)
+			lo = keep[i] + 1;
+	}
+	syscall(SYS_close_range, (unsigned)lo, ~0U, 0U);
 }
 
-static void open_logs(struct pid1 *p)
+/* After pivot_root: 0, 1 and 2 on the sandbox's own /dev/null, so that
+ * no host file stays open in PID 1 (CRIU could not restore it). */
+static void stdio_inside(struct pid1 *p)
 {
-	p->log_fd = open(p->s->log_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-			 0640);
-	char old[4200];
-	snprintf(old, sizeof(old), "%s.1", p->s->log_path);
-	p->old_fd = open(old, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
-	if (p->log_fd < 0 || p->old_fd < 0 || sbx_fault("log"))
-		pid1_fail(p, "log", strerror(errno));
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+		pid1_fail(p, "stdio", strerror(errno));
+	close(null);
 }
 
 /* The server child: never returns. No allocation, no logging. */
@@ -110,25 +117,25 @@ fail:;
 
 static void start_server(struct pid1 *p)
 {
-	int out[2], ex[2];
+	int ex[2];
 	sigset_t block;
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGCHLD);
+	sigaddset(&block, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &block, NULL);
 	p->sig_fd = signalfd(-1, &block, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (p->sig_fd < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(ex, O_CLOEXEC) < 0)
+	if (p->sig_fd < 0 || pipe2(ex, O_CLOEXEC) < 0)
 		pid1_fail(p, "fork", strerror(errno));
 	p->server = fork();
 	if (p->server < 0)
 		pid1_fail(p, "fork", strerror(errno));
 	if (p->server == 0)
-		server_child(p, out[1], ex[1]);
-	close(out[1]);
+		server_child(p, p->out_wr, ex[1]);
+	close(p->out_wr);
+	p->out_wr = -1;
 	close(ex[1]);
-	p->out_rd = out[0];
-	fcntl(p->out_rd, F_SETFL, O_NONBLOCK);
 	char msg[256];
 	ssize_t n;
 	while ((n = read(ex[0], msg, sizeof(msg) - 1)) < 0 && errno == EINTR)
@@ -166,10 +173,10 @@ static void setup(struct pid1 *p, const struct sbx_pid1_fds *fds)
 		_exit(125); /* the shim failed or died: it reports */
 	if (sbx_fault("cgroupns") || unshare(CLONE_NEWCGROUP) < 0)
 		pid1_fail(p, "cgroupns", strerror(errno));
-	open_logs(p);
 	if (sbx_rootfs_setup(p->s, &e) < 0 || sbx_rootfs_add_user(p->s, &e) < 0 ||
 	    sbx_fwd_new(p->s, "/run/nbgate", &p->fwd, &e) < 0)
 		pid1_fail_err(p, e);
+	stdio_inside(p);
 	/* the network (pasta) is ready only after the second byte */
 	if (read(fds->sync_rd, &go, 1) != 1)
 		pid1_fail(p, "net", "shim gave up");
@@ -182,23 +189,6 @@ static void setup(struct pid1 *p, const struct sbx_pid1_fds *fds)
 	sbx_write_all(p->report, "ok\n", 3);
 	close(p->report);
 	p->report = -1;
-}
-
-static void relay_output(struct pid1 *p)
-{
-	char buf[65536];
-	for (int i = 0; i < 16 && p->out_rd >= 0; i++) { /* bounded per wakeup */
-		ssize_t n = read(p->out_rd, buf, sizeof(buf));
-		if (n > 0) {
-			sbx_log_append(p->log_fd, p->old_fd, buf, (size_t)n);
-			continue;
-		}
-		if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-			close(p->out_rd);
-			p->out_rd = -1;
-		}
-		return;
-	}
 }
 
 static void reap(struct pid1 *p)
@@ -218,6 +208,10 @@ static void on_signals(struct pid1 *p)
 	while (read(p->sig_fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGCHLD)
 			continue;
+		if (si.ssi_signo == SIGUSR1) { /* a checkpoint is about to start */
+			sbx_fwd_drop_conns(p->fwd);
+			continue;
+		}
 		/* SIGTERM/SIGINT: the server's group first, everyone after
 		 * the grace period */
 		kill(-p->server, SIGTERM);
@@ -248,12 +242,11 @@ static int poll_timeout(const struct pid1 *p)
 
 static void __attribute__((noreturn)) loop(struct pid1 *p)
 {
-	struct pollfd pfd[2 + 2 * 256 + 32];
+	struct pollfd pfd[1 + 2 * 256 + 32];
 	while (!p->server_done) {
 		pfd[0] = (struct pollfd){ .fd = p->sig_fd, .events = POLLIN };
-		pfd[1] = (struct pollfd){ .fd = p->out_rd, .events = POLLIN };
-		int n = sbx_fwd_pollfds(p->fwd, pfd + 2, (int)(sizeof(pfd) / sizeof(pfd[0])) - 2);
-		int r = poll(pfd, (nfds_t)n + 2, poll_timeout(p));
+		int n = sbx_fwd_pollfds(p->fwd, pfd + 1, (int)(sizeof(pfd) / sizeof(pfd[0])) - 1);
+		int r = poll(pfd, (nfds_t)n + 1, poll_timeout(p));
 		if (r < 0 && errno != EINTR)
 			break;
 		if (p->kill_at_us && sbx_now_us() >= p->kill_at_us) {
@@ -262,22 +255,23 @@ static void __attribute__((noreturn)) loop(struct pid1 *p)
 		}
 		if (r <= 0)
 			continue;
-		if (pfd[1].revents)
-			relay_output(p);
 		if (pfd[0].revents)
 			on_signals(p);
-		sbx_fwd_handle(p->fwd, pfd + 2, n);
+		sbx_fwd_handle(p->fwd, pfd + 1, n);
 	}
-	relay_output(p); /* what the server wrote last */
 	/* exiting kills every process left in the pid namespace */
 	_exit(exit_code(p->status));
 }
 
 void sbx_pid1_main(const struct sandbox_spec *s, const struct sbx_pid1_fds *fds)
 {
-	struct pid1 p = { .s = s, .report = fds->report_wr, .log_fd = -1, .old_fd = -1,
-			  .out_rd = -1, .sig_fd = -1, .seccomp = fds->seccomp };
+	struct pid1 p = { .s = s, .report = fds->report_wr, .out_wr = fds->out_wr,
+			  .sig_fd = -1, .seccomp = fds->seccomp };
 	close_inherited(fds);
+	/* Its own session: CRIU refuses to dump a tree whose session leader
+	 * is outside the pid namespace (the shim's session otherwise). */
+	if (setsid() < 0)
+		pid1_fail(&p, "setsid", strerror(errno));
 	setup(&p, fds);
 	loop(&p);
 }

@@ -89,6 +89,9 @@ int sbx_seccomp_enosys_stub(void *ctx, struct sock_filter *out, int cap);
 int sbx_rootfs_setup(const struct sandbox_spec *s, struct err **err);
 /* Adds user_name to /etc/passwd and /etc/group (inside, after pivot). */
 int sbx_rootfs_add_user(const struct sandbox_spec *s, struct err **err);
+/* Only the overlay root at s->rootfs, in the caller's mount namespace made
+ * private first: what a CRIU restore needs before it rebuilds the rest. */
+int sbx_rootfs_overlay(const struct sandbox_spec *s, struct err **err);
 
 /* ---- privilege drop (drop.c) ---- */
 
@@ -107,6 +110,8 @@ int sbx_drop_privs(uid_t uid, gid_t gid, const struct sock_fprog *prog, bool clo
 struct sbx_pid1_fds {
 	int sync_rd;    /* shim -> pid1: "g" (in the cgroup), "n" (network up) */
 	int report_wr;  /* pid1 -> shim: "ok\n" or "failed <step> <reason>\n" */
+	int out_wr;     /* the server's stdout+stderr; the shim reads the other
+			 * end into the log (no host file inside: CRIU) */
 	const struct sock_fprog *seccomp; /* compiled by the shim before clone */
 };
 
@@ -116,6 +121,18 @@ void sbx_pid1_main(const struct sandbox_spec *s, const struct sbx_pid1_fds *fds)
 
 /* The shim: runs the whole sandbox, returns the exit status for main(). */
 int sbx_shim_run(const struct sandbox_spec *s, int status_fd);
+
+/*
+ * Restores a checkpointed tree in place of clone + setup: fn (CRIU) runs as
+ * the shim's child with the overlay root mounted at s->rootfs, the cgroup
+ * created and log_wr the new log pipe, and returns the restored PID 1 (a
+ * child of the shim: --restore-sibling). Then the shim runs as after a
+ * normal start. A failed restore reports "failed restore <reason>".
+ */
+typedef int (*sbx_restore_fn)(void *arg, const struct sandbox_spec *s, int log_wr,
+			      pid_t *pid1, struct err **err);
+int sbx_shim_restore(const struct sandbox_spec *s, int status_fd, sbx_restore_fn fn,
+		     void *arg);
 
 /* ---- port forwarding and log relay (fwd.c), PID 1's loop ---- */
 
@@ -129,6 +146,10 @@ void sbx_fwd_free(struct sbx_fwd *f);
 int sbx_fwd_pollfds(struct sbx_fwd *f, struct pollfd *pfd, int max);
 /* Handles the revents of the entries sbx_fwd_pollfds filled. */
 void sbx_fwd_handle(struct sbx_fwd *f, const struct pollfd *pfd, int n);
+/* Closes every forwarded connection (not the listeners): before a CRIU
+ * dump, which cannot take a Unix stream socket whose peer (the gateway)
+ * stays outside. Clients see EOF and reconnect after the restore. */
+void sbx_fwd_drop_conns(struct sbx_fwd *f);
 
 /* Appends data to the log fd, rotating into the .1 fd at SBX_LOG_CAP. */
 #define SBX_LOG_CAP (8 << 20)

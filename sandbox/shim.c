@@ -35,6 +35,8 @@ struct shim {
 	struct sbx_cgroup cg;
 	pid_t pid1;
 	pid_t pasta;
+	int out_rd;            /* the server's stdout+stderr, from PID 1's tree */
+	int log_fd, old_fd;    /* log_path and log_path.1 */
 	int64_t t0;
 	struct sock_fprog *seccomp;
 };
@@ -69,6 +71,9 @@ static void cleanup(struct shim *sh)
 		sh->pasta = 0;
 	}
 	sbx_cgroup_destroy(&sh->cg);
+	if (sh->out_rd >= 0)
+		close(sh->out_rd);
+	sh->out_rd = -1;
 	free(sh->seccomp);
 	sh->seccomp = NULL;
 	for (int i = 0; i < sh->s->n_ports; i++) {
@@ -223,31 +228,71 @@ static int start_pasta(struct shim *sh, struct err **err)
 
 #define SBX_CLONE_FLAGS (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET)
 
+/* The log files, opened here outside the sandbox: PID 1 and the server
+ * hold no host file, which keeps their tree restorable by CRIU. */
+static int open_logs(struct shim *sh, struct err **err)
+{
+	cleanup_free char *old = xasprintf("%s.1", sh->s->log_path);
+	sh->log_fd = open(sh->s->log_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+			  0640);
+	sh->old_fd = open(old, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (sh->log_fd < 0 || sh->old_fd < 0 || sbx_fault("log"))
+		return err_set_errno(err, "log: %s", sh->s->log_path);
+	return 0;
+}
+
+/* Bounded per wakeup; at EOF (every writer gone) the pipe is closed. */
+static void relay_output(struct shim *sh)
+{
+	char buf[65536];
+	for (int i = 0; i < 16 && sh->out_rd >= 0; i++) {
+		ssize_t n = read(sh->out_rd, buf, sizeof(buf));
+		if (n > 0) {
+			sbx_log_append(sh->log_fd, sh->old_fd, buf, (size_t)n);
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			close(sh->out_rd);
+			sh->out_rd = -1;
+		}
+		return;
+	}
+}
+
 /* Clones PID 1 (fork-like raw clone: no separate stack); it waits for one
  * byte on the sync pipe, after the shim put it into the cgroup, before it
  * unshares its cgroup namespace (so the namespace is rooted there). */
 static int clone_pid1(struct shim *sh, int *sync_wr, int *rep_rd, struct err **err)
 {
-	int sync[2], rep[2];
+	int sync[2], rep[2], out[2];
 	if (pipe2(sync, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0)
 		return err_set_errno(err, "clone: pipe");
+	if (pipe2(out, O_CLOEXEC) < 0) {
+		close(sync[0]), close(sync[1]), close(rep[0]), close(rep[1]);
+		return err_set_errno(err, "clone: pipe");
+	}
 	pid_t pid = sbx_fault("clone") ? -1
 		: (pid_t)syscall(SYS_clone, SBX_CLONE_FLAGS | SIGCHLD, 0, 0, 0, 0);
 	if (pid < 0) {
 		int r = err_set_errno(err, "clone: namespaces");
 		close(sync[0]), close(sync[1]), close(rep[0]), close(rep[1]);
+		close(out[0]), close(out[1]);
 		return r;
 	}
 	if (pid == 0) {
 		struct sbx_pid1_fds fds = { .sync_rd = sync[0], .report_wr = rep[1],
-					    .seccomp = sh->seccomp };
+					    .out_wr = out[1], .seccomp = sh->seccomp };
 		close(sync[1]);
 		close(rep[0]);
+		close(out[0]);
 		sbx_pid1_main(sh->s, &fds);
 	}
 	sh->pid1 = pid;
 	close(sync[0]);
 	close(rep[1]);
+	close(out[1]);
+	sh->out_rd = out[0];
+	fcntl(sh->out_rd, F_SETFL, O_NONBLOCK);
 	*sync_wr = sync[1];
 	*rep_rd = rep[0];
 	return 0;
@@ -337,6 +382,8 @@ static int shim_start(struct shim *sh, int *rep_rd)
 		return fail(sh, "signals", strerror(errno));
 	if (sbx_seccomp_bpf(s->seccomp_profile, &sh->seccomp, &e) < 0)
 		return fail_err(sh, "seccomp_compile", e);
+	if (open_logs(sh, &e) < 0)
+		return fail_err(sh, "log", e);
 	if (sbx_cgroup_create(s, &sh->cg, &e) < 0)
 		return fail_err(sh, "cgroup", e);
 	if (clone_pid1(sh, &sync_wr, rep_rd, &e) < 0)
@@ -358,9 +405,31 @@ static int shim_start(struct shim *sh, int *rep_rd)
 	return r;
 }
 
+/* Until PID 1 is gone: signals, and the server's output into the log.
+ * Returns PID 1's exit status for main(). */
+static int shim_wait(struct shim *sh, bool gone, int st)
+{
+	while (!gone) {
+		struct pollfd pfd[2] = { { sh->sig_fd, POLLIN, 0 }, { sh->out_rd, POLLIN, 0 } };
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			relay_output(sh);
+		if (pfd[0].revents)
+			gone = on_signals(sh, &st);
+	}
+	/* what the server wrote last; bounded: the writers are gone or
+	 * killed with the pid namespace */
+	for (int i = 0; i < 64 && sh->out_rd >= 0; i++)
+		relay_output(sh);
+	cleanup(sh);
+	return gone ? exit_status(st) : 125;
+}
+
 int sbx_shim_run(const struct sandbox_spec *s, int status_fd)
 {
-	struct shim sh = { .s = s, .status_fd = status_fd, .t0 = sbx_now_us() };
+	struct shim sh = { .s = s, .status_fd = status_fd, .t0 = sbx_now_us(), .out_rd = -1,
+			   .log_fd = -1, .old_fd = -1 };
 	int rep_rd = -1, st = 0;
 	bool gone = false;
 	int r = shim_start(&sh, &rep_rd);
@@ -369,12 +438,52 @@ int sbx_shim_run(const struct sandbox_spec *s, int status_fd)
 	r = setup_report(&sh, rep_rd, &gone, &st);
 	if (r)
 		return r;
-	while (!gone) {
-		struct pollfd pfd = { sh.sig_fd, POLLIN, 0 };
-		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
-			break;
-		gone = on_signals(&sh, &st);
+	return shim_wait(&sh, gone, st);
+}
+
+/* The restore's half of shim_start: everything PID 1 would have built is
+ * rebuilt by CRIU from the images, except the root mount and the cgroup. */
+static int shim_restore_start(struct shim *sh, sbx_restore_fn fn, void *arg)
+{
+	const struct sandbox_spec *s = sh->s;
+	struct err *e = NULL;
+	int out[2];
+	if (block_signals(sh) < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		return fail(sh, "signals", strerror(errno));
+	if (open_logs(sh, &e) < 0)
+		return fail_err(sh, "log", e);
+	if (sbx_cgroup_create(s, &sh->cg, &e) < 0)
+		return fail_err(sh, "cgroup", e);
+	/* our own mount namespace: the root mount dies with the shim */
+	if (unshare(CLONE_NEWNS) < 0)
+		return fail(sh, "restore", strerror(errno));
+	if (sbx_rootfs_overlay(s, &e) < 0)
+		return fail_err(sh, "restore", e);
+	if (pipe2(out, O_CLOEXEC) < 0)
+		return fail(sh, "restore", strerror(errno));
+	sh->out_rd = out[0];
+	fcntl(sh->out_rd, F_SETFL, O_NONBLOCK);
+	int r = fn(arg, s, out[1], &sh->pid1, &e);
+	close(out[1]);
+	if (r < 0) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", e ? e->msg : "unknown");
+		err_free(&e);
+		sh->pid1 = 0; /* CRIU killed what it had restored */
+		return fail(sh, "restore", why);
 	}
-	cleanup(&sh);
-	return gone ? exit_status(st) : 125;
+	return 0;
+}
+
+int sbx_shim_restore(const struct sandbox_spec *s, int status_fd, sbx_restore_fn fn, void *arg)
+{
+	struct shim sh = { .s = s, .status_fd = status_fd, .t0 = sbx_now_us(), .out_rd = -1,
+			   .log_fd = -1, .old_fd = -1 };
+	char up[64];
+	int r = shim_restore_start(&sh, fn, arg);
+	if (r)
+		return r;
+	snprintf(up, sizeof(up), "up %lld\n", (long long)(sbx_now_us() - sh.t0));
+	status_line(&sh, up);
+	return shim_wait(&sh, false, 0);
 }
