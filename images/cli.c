@@ -1,5 +1,5 @@
 /*
- * images/cli.c: `nbgate image build|list|inspect|rm|gc`.
+ * images/cli.c: `nbgate image build|list|inspect|rm|gc|commit`.
  * Exit status: 0 ok, 1 failure, 2 usage error (as gateway/main.c).
  */
 #include <errno.h>
@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/err.h"
@@ -25,7 +26,9 @@ static int usage(const char *fmt, const char *arg)
 		"       nbgate image list\n"
 		"       nbgate image inspect REF\n"
 		"       nbgate image rm REF\n"
-		"       nbgate image gc\n");
+		"       nbgate image gc\n"
+		"       nbgate image commit --base REF --upper DIR [--annotation KEY=VALUE]... "
+		"NEW_REF\n");
 	return EXIT_USAGE;
 }
 
@@ -167,6 +170,97 @@ static int cmd_inspect(const char *ref, const char *store)
 	return 0;
 }
 
+/* The value of option `name` at argv[*i] ("--name V" or "--name=V"), or
+ * NULL when argv[*i] is another argument; *bad when V is missing. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name, bool *bad)
+{
+	size_t n = strlen(name);
+
+	if (!argv[*i] || strncmp(argv[*i], name, n) != 0)
+		return NULL;
+	if (argv[*i][n] == '=')
+		return argv[*i] + n + 1;
+	if (argv[*i][n] != '\0')
+		return NULL;
+	if (*i + 1 >= argc || !argv[*i + 1]) {
+		*bad = true;
+		return NULL;
+	}
+	*i += 1;
+	return argv[*i];
+}
+
+struct commit_args {
+	const char *base, *upper, *ref;
+	const char **ann;  /* NULL-ended, argc + 1 slots */
+};
+
+static int commit_parse(int argc, char **argv, struct commit_args *a)
+{
+	int na = 0;
+
+	for (int i = 0; i < argc; i++) {
+		bool bad = false;
+		const char *v;
+
+		if ((v = opt_value(argc, argv, &i, "--base", &bad)))
+			a->base = v;
+		else if ((v = opt_value(argc, argv, &i, "--upper", &bad)))
+			a->upper = v;
+		else if ((v = opt_value(argc, argv, &i, "--annotation", &bad)))
+			a->ann[na++] = v;
+		else if (bad)
+			return usage("commit: option '%s' needs a value", argv[i]);
+		else if (argv[i][0] == '-')
+			return usage("commit: unknown option '%s'", argv[i]);
+		else if (a->ref)
+			return usage("commit: unexpected argument '%s' (one NEW_REF)", argv[i]);
+		else
+			a->ref = argv[i];
+	}
+	if (!a->base || !a->upper || !a->ref)
+		return usage("commit: %s", !a->base ? "missing --base REF" :
+			     !a->upper ? "missing --upper DIR" : "missing NEW_REF");
+	return 0;
+}
+
+static int cmd_commit(int argc, char **argv, const char *store)
+{
+	cleanup_free const char **ann = xcalloc((size_t)argc + 1, sizeof(char *));
+	struct commit_args a = { .ann = ann };
+	cleanup_free char *digest = NULL;
+	struct err *e = NULL;
+	int r = commit_parse(argc, argv, &a);
+
+	if (r != 0)
+		return r;
+	if (geteuid() != 0) {
+		fprintf(stderr, "nbgate image: commit '%s': needs root (it reads every file of "
+			"the upper dir and makes whiteout device nodes)\n", a.ref);
+		return 1;
+	}
+	if (image_commit(store, a.base, a.upper, a.ref, a.ann, &digest, &e) < 0)
+		return fail(&e);
+	printf("image %s: committed %s\n", a.ref, digest);
+	return 0;
+}
+
+/* `inspect REF` and `rm REF`. */
+static int cmd_ref(const char *sub, int argc, char **argv, const char *store)
+{
+	struct err *e = NULL;
+
+	if (argc != 3)
+		return usage(strcmp(sub, "rm") == 0 ? "rm: expected one REF%s" :
+			     "inspect: expected one REF%s", "");
+	if (strcmp(sub, "inspect") == 0)
+		return cmd_inspect(argv[2], store);
+	if (images_rm(store, argv[2], &e) < 0)
+		return fail(&e);
+	printf("image %s: removed\n", argv[2]);
+	return 0;
+}
+
 int images_cli(int argc, char **argv, const char *store_dir)
 {
 	struct err *e = NULL;
@@ -176,6 +270,8 @@ int images_cli(int argc, char **argv, const char *store_dir)
 		return usage("missing subcommand%s", "");
 	if (strcmp(sub, "build") == 0)
 		return cmd_build(argc - 2, argv + 2, store_dir);
+	if (strcmp(sub, "commit") == 0)
+		return cmd_commit(argc - 2, argv + 2, store_dir);
 	if (strcmp(sub, "list") == 0)
 		return argc == 2 ? cmd_list(store_dir) : usage("list: unexpected argument '%s'",
 								 argv[2]);
@@ -184,16 +280,7 @@ int images_cli(int argc, char **argv, const char *store_dir)
 			return usage("gc: unexpected argument '%s'", argv[2]);
 		return img_store_gc(store_dir, false, &e) < 0 ? fail(&e) : 0;
 	}
-	if (strcmp(sub, "inspect") == 0 || strcmp(sub, "rm") == 0) {
-		if (argc != 3)
-			return usage(strcmp(sub, "rm") == 0 ? "rm: expected one REF%s" :
-				     "inspect: expected one REF%s", "");
-		if (strcmp(sub, "inspect") == 0)
-			return cmd_inspect(argv[2], store_dir);
-		if (images_rm(store_dir, argv[2], &e) < 0)
-			return fail(&e);
-		printf("image %s: removed\n", argv[2]);
-		return 0;
-	}
+	if (strcmp(sub, "inspect") == 0 || strcmp(sub, "rm") == 0)
+		return cmd_ref(sub, argc, argv, store_dir);
 	return usage("unknown subcommand '%s'", sub);
 }

@@ -94,7 +94,31 @@ int images_build(const char *store_dir, const char *recipe_dir,
 int images_recipe_digest(const char *recipe_dir, char **out, struct err **err);
 
 /*
- * `nbgate image <build|list|inspect|rm> ...`: argv[0] is "image". Prints
+ * Commits an overlayfs upper dir as a new image: one new layer (OCI
+ * whiteouts for deleted entries and opaque dirs, xattrs but not overlay's
+ * own, hard links, long names as pax; images/commit.c) on top of the
+ * layers of base_ref (a name or "sha256:<manifest hex>"), published as
+ * new_ref ([a-z0-9-], an image of that name is replaced). The config is the
+ * base's plus the layer's diff id and a history entry; the index entry
+ * carries org.opencontainers.image.ref.name = new_ref,
+ * io.nbgate.commit.base = "<base name>@sha256:<manifest hex>",
+ * io.nbgate.commit.created (RFC 3339) and annotations ("key=value",
+ * NULL-ended, may be NULL; keys the commit sets itself are EINVAL).
+ * upper_dir must not change meanwhile (server stopped or frozen).
+ * *out_digest (optional, owned) gets the new manifest digest.
+ * Needs root (reads every file, makes whiteout device nodes when it
+ * unpacks the layer). Errors name the file that failed (EACCES, EIO,
+ * ENOSPC, ...), ENOENT for a missing base, EOPNOTSUPP for overlay
+ * redirect/metacopy entries; a failed commit leaves the store as it was
+ * (its work dir in <store>/tmp is removed). Blocking, takes the store lock
+ * only to publish: call it from a worker or child, never the event loop.
+ */
+int image_commit(const char *store, const char *base_ref, const char *upper_dir,
+		 const char *new_ref, const char *const *annotations, char **out_digest,
+		 struct err **err);
+
+/*
+ * `nbgate image <build|list|inspect|rm|gc|commit> ...`: argv[0] is "image". Prints
  * results to stdout and errors (naming the argument) to stderr. Returns
  * the process exit status.
  */

@@ -6,6 +6,8 @@
  *   util.c    running tools (output passed through + tail kept), rmtree,
  *             sha256 of files, atomic writes
  *   build.c   the build steps (mmdebstrap, post-install, layer, publish)
+ *   commit.c  upper dir -> layer tar (whiteouts, pax headers), layer dir
+ *             whiteouts -> overlay whiteouts, image_commit()
  *   cli.c     `nbgate image ...`
  */
 #ifndef NBGATE_IMAGES_INTERNAL_H
@@ -109,6 +111,72 @@ int img_store_gc(const char *store, bool locked, struct err **err);
 /* The manifest + config of an image as JSON trees (owned, cJSON_Delete). */
 int img_store_read_image(const char *store, const char *ref, cJSON **manifest,
 			 cJSON **config, char **manifest_digest, struct err **err);
+
+/*
+ * Publishes a prepared image: layer_tar (in work_dir, uncompressed) is its
+ * new top layer with sha256 layer_hex; config_text and manifest_text (JSON,
+ * written here as blobs) already reference it and any lower layers, which
+ * must be in the store (checked under the store lock: ENOENT naming the
+ * layer when a base went away meanwhile). rootfs_dir is the layer's
+ * unpacked copy in work_dir, or NULL to unpack layer_tar here (OCI
+ * whiteouts become overlay whiteouts). The index entry gets a copy of
+ * annotations, whose org.opencontainers.image.ref.name names the image
+ * (an entry of that name is replaced). What this call moved into the store
+ * is moved back out when it fails. *manifest_digest (optional, owned) gets
+ * "sha256:<hex>".
+ */
+int img_store_publish_raw(const char *store, const char *work_dir, const char *layer_tar,
+			  const char *layer_hex, const char *rootfs_dir, const char *config_text,
+			  const char *manifest_text, const cJSON *annotations,
+			  char **manifest_digest, struct err **err);
+
+/* ---- commit.c ---- */
+
+struct buf;
+
+/* One extended attribute of a tar entry. Owned by whoever fills it. */
+struct img_xattr {
+	char *name;
+	char *value;          /* len bytes, binary */
+	size_t len;
+};
+
+/* What img_tar_header() writes. Borrowed. */
+struct img_tar_entry {
+	const char *name;     /* path in the layer, relative, dirs end in '/' */
+	char type;            /* '0' file, '1' hard link, '2' symlink, '5' dir, '6' fifo */
+	const char *link;     /* '1': earlier name, '2': target; else NULL */
+	uint32_t mode;        /* permission bits (07777) */
+	uint64_t uid, gid;
+	int64_t size;         /* '0' only */
+	int64_t mtime;        /* seconds */
+	const struct img_xattr *xattrs;
+	size_t n_xattrs;
+};
+
+/*
+ * Appends e's header blocks to out: a pax extended header when the name or
+ * link is longer than 100 bytes, a number does not fit ustar, or e has
+ * xattrs (SCHILY.xattr.<name>), then the ustar block. Errors: ENAMETOOLONG
+ * (name or link over 4096 bytes), EMSGSIZE (records over 1 MiB or out full).
+ */
+int img_tar_header(struct buf *out, const struct img_tar_entry *e, struct err **err);
+
+/*
+ * Writes the layer tar of an overlayfs upper dir to tar_fd (see commit.c's
+ * top comment for the translation); *size (optional) gets the bytes
+ * written. Errors name the file of the upper dir that failed.
+ */
+int img_layer_from_upper(const char *upper_dir, int tar_fd, const char *tar_path,
+			 int64_t *size, struct err **err);
+
+/*
+ * Turns the OCI whiteouts of an unpacked layer dir into overlay ones:
+ * `.wh.<name>` -> char device 0:0 <name>, `.wh..wh..opq` -> xattr
+ * trusted.overlay.opaque="y" on its dir (needs CAP_MKNOD and
+ * CAP_SYS_ADMIN). Directory mtimes are kept.
+ */
+int img_layer_to_overlay(const char *dir, struct err **err);
 
 /* ---- util.c ---- */
 

@@ -783,16 +783,6 @@ static char *manifest_text(const struct img_config_in *c, const char *cfg_hex, i
 	return s;
 }
 
-/* Content-addressed: an existing target already holds the same bytes. */
-static int move_in(const char *src, const char *dst, struct err **err)
-{
-	if (access(dst, F_OK) == 0)
-		return 0;
-	if (rename(src, dst) < 0)
-		return err_set_errno(err, "publish '%s'", dst);
-	return 0;
-}
-
 static int write_blob(const char *work, const char *text, char **hex, struct err **err)
 {
 	cleanup_free char *p = NULL;
@@ -824,15 +814,67 @@ static int unpack(const char *work, const char *tar, char **rootfs, struct err *
 		sum = img_tail_summary(tail, 3);
 		return err_set(err, EIO, "unpack '%s': tar: exit status %d (%s)", tar, st, sum);
 	}
+	/* tar leaves OCI whiteouts as empty files: overlay needs its own */
+	if (img_layer_to_overlay(dir, err) < 0)
+		return err_wrap(err, "unpack '%s'", tar);
 	*rootfs = steal_ptr(&dir);
 	return 0;
 }
 
-/* Moves the blobs and layer in and points the index at the manifest. */
-static int publish_locked(const char *store, const char *work, const char *layer_tar,
-			  const char *rootfs, const char *lhex, const char *chex,
-			  const char *mhex, int64_t msize, const struct img_config_in *c,
-			  struct err **err)
+/* A file or folder of a work dir and its place in the store. */
+struct move {
+	const char *src, *dst;
+	bool moved;     /* by this publish: moved back out when it fails */
+};
+
+static void moves_undo(struct move *mv, int n)
+{
+	/* a move that cannot be undone leaves an unreferenced blob: gc's */
+	for (int i = n - 1; i >= 0; i--)
+		if (mv[i].moved && rename(mv[i].dst, mv[i].src) == 0)
+			mv[i].moved = false;
+}
+
+static int moves_do(struct move *mv, int n, struct err **err)
+{
+	for (int i = 0; i < n; i++) {
+		if (access(mv[i].dst, F_OK) == 0)
+			continue; /* content-addressed: it already holds the same bytes */
+		if (rename(mv[i].src, mv[i].dst) < 0) {
+			err_set_errno(err, "publish '%s'", mv[i].dst);
+			moves_undo(mv, i);
+			return -1;
+		}
+		mv[i].moved = true;
+	}
+	return 0;
+}
+
+/* Points the index entry of name at manifest mhex; ann is taken. */
+static int index_put(const char *store, const char *name, const char *mhex, int64_t msize,
+		     cJSON *ann, struct err **err)
+{
+	cleanup_json cJSON *idx = NULL;
+	cJSON *arr, *ent, *old;
+
+	if (read_index(store, &idx, err) < 0) {
+		cJSON_Delete(ann);
+		return -1;
+	}
+	arr = cJSON_GetObjectItemCaseSensitive(idx, "manifests");
+	while ((old = index_find(idx, name)))
+		cJSON_Delete(cJSON_DetachItemViaPointer(arr, old));
+	ent = descriptor(IMAGES_MANIFEST_MEDIA, mhex, msize);
+	cJSON_AddItemToObject(ent, "annotations", ann);
+	cJSON_AddItemToArray(arr, ent);
+	return write_index(store, idx, err);
+}
+
+/* Moves the blobs and layer in and points the index at the manifest;
+ * on failure the store is as before. The caller holds the store lock. */
+static int publish_moves(const char *store, const char *work, const char *layer_tar,
+			 const char *rootfs, const char *lhex, const char *chex, const char *mhex,
+			 int64_t msize, const char *name, cJSON *ann, struct err **err)
 {
 	cleanup_free char *bl = xasprintf("%s/blobs/sha256/%s", store, lhex);
 	cleanup_free char *rl = xasprintf("%s/rootfs/%s", store, lhex);
@@ -840,20 +882,19 @@ static int publish_locked(const char *store, const char *work, const char *layer
 	cleanup_free char *cd = xasprintf("%s/blobs/sha256/%s", store, chex);
 	cleanup_free char *ms = xasprintf("%s/%s.json", work, mhex);
 	cleanup_free char *md = xasprintf("%s/blobs/sha256/%s", store, mhex);
-	cleanup_json cJSON *idx = NULL;
-	cJSON *arr, *ent, *old;
+	struct move mv[] = { { layer_tar, bl, false }, { rootfs, rl, false }, { cs, cd, false },
+			     { ms, md, false } };
+	int n = (int)(sizeof(mv) / sizeof(mv[0]));
 
-	if (move_in(layer_tar, bl, err) < 0 || move_in(rootfs, rl, err) < 0 ||
-	    move_in(cs, cd, err) < 0 || move_in(ms, md, err) < 0 ||
-	    read_index(store, &idx, err) < 0)
+	if (moves_do(mv, n, err) < 0) {
+		cJSON_Delete(ann);
 		return -1;
-	arr = cJSON_GetObjectItemCaseSensitive(idx, "manifests");
-	while ((old = index_find(idx, c->name)))
-		cJSON_Delete(cJSON_DetachItemViaPointer(arr, old));
-	ent = descriptor(IMAGES_MANIFEST_MEDIA, mhex, msize);
-	cJSON_AddItemToObject(ent, "annotations", annotations(c));
-	cJSON_AddItemToArray(arr, ent);
-	return write_index(store, idx, err);
+	}
+	if (index_put(store, name, mhex, msize, ann, err) < 0) {
+		moves_undo(mv, n);
+		return -1;
+	}
+	return 0;
 }
 
 int img_store_publish(const char *store, const char *work_dir, const char *layer_tar,
@@ -881,9 +922,81 @@ int img_store_publish(const char *store, const char *work_dir, const char *layer
 	if (write_blob(work_dir, mtext, &mhex, err) < 0)
 		return -1;
 	lk = store_lock(store, err);
-	if (lk < 0 || publish_locked(store, work_dir, layer_tar, rootfs_dir, lhex, chex, mhex,
-				     (int64_t)strlen(mtext), cfg, err) < 0)
+	if (lk < 0 || publish_moves(store, work_dir, layer_tar, rootfs_dir, lhex, chex, mhex,
+				    (int64_t)strlen(mtext), cfg->name, annotations(cfg), err) < 0)
 		return err_wrap(err, "publish image '%s'", cfg->name);
+	if (manifest_digest)
+		*manifest_digest = xasprintf("sha256:%s", mhex);
+	return 0;
+}
+
+/* sub/<hex> is in the store, or hex is the layer being published. */
+static int present(const char *store, const char *sub, const char *hex, const char *lhex,
+		   struct err **err)
+{
+	cleanup_free char *p = hex ? xasprintf("%s/%s/%s", store, sub, hex) : NULL;
+
+	if (!hex)
+		return err_set(err, EINVAL, "prepared image: bad digest in '%s'", sub);
+	if (strcmp(hex, lhex) != 0 && access(p, F_OK) < 0)
+		return err_set(err, ENOENT, "'%s/%s' is not in the store (removed meanwhile?)",
+			       sub, hex);
+	return 0;
+}
+
+/* The lower layers a prepared manifest and config name (all but lhex)
+ * are in the store: blob and unpacked folder. Under the store lock. */
+static int lowers_present(const char *store, const char *mtext, const char *ctext,
+			  const char *lhex, struct err **err)
+{
+	cleanup_json cJSON *m = json_parse(mtext, strlen(mtext), err);
+	cleanup_json cJSON *c = m ? json_parse(ctext, strlen(ctext), err) : NULL;
+	const cJSON *it, *ids;
+
+	if (!m || !c)
+		return err_wrap(err, "prepared manifest or config");
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(m, "layers")) {
+		if (present(store, "blobs/sha256", digest_hex(desc_digest(it)), lhex, err) < 0)
+			return -1;
+	}
+	ids = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(c, "rootfs"),
+					       "diff_ids");
+	cJSON_ArrayForEach(it, ids) {
+		if (present(store, "rootfs", digest_hex(cJSON_IsString(it) ? it->valuestring : NULL),
+			    lhex, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int img_store_publish_raw(const char *store, const char *work_dir, const char *layer_tar,
+			  const char *layer_hex, const char *rootfs_dir, const char *config_text,
+			  const char *manifest_text, const cJSON *annotations,
+			  char **manifest_digest, struct err **err)
+{
+	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(annotations, IMAGES_ANN_REF);
+	const char *name = cJSON_IsString(nm) ? nm->valuestring : "";
+	cleanup_free char *chex = NULL, *mhex = NULL, *unpacked = NULL;
+	cleanup_close int lk = -1;
+
+	if (!img_name_valid(name))
+		return err_set(err, EINVAL, "image name '%s' is not valid ([a-z0-9-])", name);
+	if (!hex64(layer_hex))
+		return err_set(err, EINVAL, "publish image '%s': bad layer digest", name);
+	if (!rootfs_dir) {
+		if (unpack(work_dir, layer_tar, &unpacked, err) < 0)
+			return err_wrap(err, "publish image '%s'", name);
+		rootfs_dir = unpacked;
+	}
+	if (write_blob(work_dir, config_text, &chex, err) < 0 ||
+	    write_blob(work_dir, manifest_text, &mhex, err) < 0)
+		return err_wrap(err, "publish image '%s'", name);
+	lk = store_lock(store, err);
+	if (lk < 0 || lowers_present(store, manifest_text, config_text, layer_hex, err) < 0 ||
+	    publish_moves(store, work_dir, layer_tar, rootfs_dir, layer_hex, chex, mhex,
+			  (int64_t)strlen(manifest_text), name, cJSON_Duplicate(annotations, true),
+			  err) < 0)
+		return err_wrap(err, "publish image '%s'", name);
 	if (manifest_digest)
 		*manifest_digest = xasprintf("sha256:%s", mhex);
 	return 0;
