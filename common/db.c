@@ -71,7 +71,7 @@ static sqlite3_stmt *db_cache_take(sqlite3 *h, const char *sql, bool *full)
 		/* the text, not just the address: a freed dynamic string's
 		 * address may come back holding other SQL */
 		if (c->h == h && !c->busy &&
-		    (c->sql == sql || strcmp(sqlite3_sql(c->st), sql) == 0)) {
+		    strcmp(sqlite3_sql(c->st), sql) == 0) {
 			c->busy = true;
 			return c->st;
 		}

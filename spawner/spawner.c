@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "spawner/ckpt_internal.h"
 #include "spawner/names.h"
 #include "spawner/spawner.h"
 
@@ -173,8 +174,9 @@ static const char *const state_names[SPAWNER_STATE_COUNT] = {
  * DESIGN.md "Server lifecycle". A process may die in any live state, so
  * every live state may go to stopped (clean exit) or failed. A failed
  * checkpoint leaves the server running; a failed restore falls back to a
- * plain start (restoring -> starting); culling is abandoned when activity
- * returns (culling -> running).
+ * plain start (restoring -> starting); a checkpoint whose modes all fail
+ * ends in a plain stop that keeps the home (checkpointing -> stopping or
+ * stopped); culling is abandoned when activity returns (culling -> running).
  */
 static const bool transitions[SPAWNER_STATE_COUNT][SPAWNER_STATE_COUNT] = {
 	T(STOPPED, STARTING),
@@ -184,6 +186,7 @@ static const bool transitions[SPAWNER_STATE_COUNT][SPAWNER_STATE_COUNT] = {
 	T(CULLING, RUNNING), T(CULLING, CHECKPOINTING), T(CULLING, STOPPING),
 	T(CULLING, STOPPED), T(CULLING, FAILED),
 	T(CHECKPOINTING, SUSPENDED), T(CHECKPOINTING, RUNNING), T(CHECKPOINTING, FAILED),
+	T(CHECKPOINTING, STOPPING), T(CHECKPOINTING, STOPPED),
 	T(SUSPENDED, RESTORING), T(SUSPENDED, STOPPED),
 	T(RESTORING, RUNNING), T(RESTORING, STARTING), T(RESTORING, FAILED),
 	T(STOPPING, STOPPED), T(STOPPING, FAILED),
@@ -244,18 +247,25 @@ static void bind_int_or_null(sqlite3_stmt *st, int i, int64_t v)
 		sqlite3_bind_null(st, i);
 }
 
+/* No process behind the server in this state: no pid, no upstream. A
+ * suspended server lives on only in its checkpoint. */
+static bool state_is_gone(enum spawner_state s)
+{
+	return s == SPAWNER_STOPPED || s == SPAWNER_FAILED || s == SPAWNER_SUSPENDED;
+}
+
 /* Writes the row as it will be once srv is in state `to`. */
 static int persist_row(struct spawner *sp, const struct spawner_server *srv,
 		       enum spawner_state to, const char *message, struct err **err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	bool gone = to == SPAWNER_STOPPED || to == SPAWNER_FAILED;
+	bool gone = state_is_gone(to);
 
 	if (db_prepare(sp->cfg.db, &st,
 		       "UPDATE servers SET state = ?1, message = ?2, upstream = ?3, pid = ?4,"
 		       " pid_start = ?5, started = ?6, user_options = ?7, backend = ?8,"
-		       " last_activity = ?9, profile = ?11, server_type = ?12, strip_prefix = ?13"
-		       " WHERE id = ?10", err) < 0)
+		       " last_activity = ?9, profile = ?11, server_type = ?12, strip_prefix = ?13,"
+		       " activity_source = ?14 WHERE id = ?10", err) < 0)
 		return err_wrap(err, "persist server '%s'", srv->slug);
 	sqlite3_bind_text(st, 1, spawner_state_name(to), -1, SQLITE_STATIC);
 	bind_text_or_null(st, 2, message);
@@ -270,6 +280,7 @@ static int persist_row(struct spawner *sp, const struct spawner_server *srv,
 	bind_text_or_null(st, 11, srv->profile);
 	bind_text_or_null(st, 12, srv->server_type);
 	sqlite3_bind_int(st, 13, srv->strip_prefix);
+	bind_text_or_null(st, 14, srv->activity_source);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		return err_set(err, EIO, "persist server '%s': %s", srv->slug,
 			       db_errmsg(sp->cfg.db));
@@ -325,7 +336,7 @@ int spawner_transition(struct spawner *sp, struct spawner_server *srv,
 	if (persist_row(sp, srv, to, message, err) < 0)
 		return -EIO; /* persist_row only fails with EIO */
 	srv->state = to;
-	if (to == SPAWNER_STOPPED || to == SPAWNER_FAILED) {
+	if (state_is_gone(to)) {
 		srv->pid = 0;
 		srv->pid_start = 0;
 		replace_str(&srv->upstream, NULL);
@@ -512,6 +523,7 @@ int spawner_server_start(struct spawner *sp, int64_t user_id, const char *user,
 	srv->env = strv_dup(env);
 	srv->started_ms = time_now_ms();
 	srv->last_activity_ms = srv->started_ms;
+	srv->activity_source = "start";
 	if (spawner_transition(sp, srv, SPAWNER_STARTING, "server requested", err) < 0)
 		return err_wrap(err, "start server");
 	if (spawner_start(sp, srv, &e) < 0) {
@@ -526,6 +538,26 @@ int spawner_server_start(struct spawner *sp, int64_t user_id, const char *user,
 	return 0;
 }
 
+/*
+ * A stop while suspended discards the saved process state: a stopped
+ * server starts fresh (home kept), so nothing would ever resume from its
+ * checkpoints, and criu images hold process memory (tokens included).
+ * Rows whose files cannot be deleted stay ('broken', saying why) and
+ * the stop goes on.
+ */
+static int stop_suspended(struct spawner *sp, struct spawner_server *srv, struct err **err)
+{
+	struct err *e = NULL;
+	const char *msg = "stopped while suspended; its checkpoint was discarded";
+
+	if (spawner__ckpt_drop_server(sp, srv, &e) < 0) {
+		log_warn("stop '%s': %s", srv->slug, e->msg);
+		err_free(&e);
+		msg = "stopped while suspended; its checkpoint could not be deleted";
+	}
+	return spawner_transition(sp, srv, SPAWNER_STOPPED, msg, err);
+}
+
 /* Stops srv (found by the caller); see spawner_server_stop(). */
 static int server_stop(struct spawner *sp, struct spawner_server *srv, struct err **err)
 {
@@ -537,8 +569,7 @@ static int server_stop(struct spawner *sp, struct spawner_server *srv, struct er
 	case SPAWNER_STOPPING:
 		return 0;
 	case SPAWNER_SUSPENDED:
-		/* NEEDSWORK: drop the checkpoint here once checkpoints exist. */
-		return spawner_transition(sp, srv, SPAWNER_STOPPED, "stopped while suspended", err);
+		return stop_suspended(sp, srv, err);
 	case SPAWNER_CHECKPOINTING:
 	case SPAWNER_RESTORING:
 		return err_set_http(err, 409, EBUSY, "stop server '%s': it is %s; try again later",
@@ -591,7 +622,9 @@ int spawner_server_remove(struct spawner *sp, const char *user, const char *serv
 	if (srv->state != SPAWNER_STOPPED && srv->state != SPAWNER_FAILED)
 		return err_set_http(err, 409, EBUSY, "remove server '%s': it is %s; stop it first",
 				    srv->slug, spawner_state_name(srv->state));
-	if (row_delete(sp, srv->id, err) < 0)
+	/* The rows would go with the server (ON DELETE CASCADE), the files
+	 * not: delete them first, and keep the server if that fails. */
+	if (spawner__ckpt_drop_server(sp, srv, err) < 0 || row_delete(sp, srv->id, err) < 0)
 		return err_wrap(err, "remove server '%s'", srv->slug);
 	server_unlink(sp, srv);
 	server_free(sp, srv);
@@ -653,6 +686,7 @@ static struct spawner_server *server_from_row(struct spawner *sp, sqlite3_stmt *
 	replace_str(&srv->profile, col_text(st, 13));
 	replace_str(&srv->server_type, col_text(st, 14));
 	srv->strip_prefix = sqlite3_column_int(st, 15) != 0;
+	srv->activity_source = spawner__activity_source(col_text(st, 16));
 	return srv;
 }
 
@@ -664,7 +698,7 @@ static int load_rows(struct spawner *sp, struct err **err)
 	if (db_prepare(sp->cfg.db, &st,
 		       "SELECT s.id, s.user_id, u.name, s.name, s.state, s.upstream, s.pid,"
 		       " s.pid_start, s.user_options, s.started, s.last_activity, s.message,"
-		       " s.backend, s.profile, s.server_type, s.strip_prefix"
+		       " s.backend, s.profile, s.server_type, s.strip_prefix, s.activity_source"
 		       " FROM servers s JOIN users u ON u.id = s.user_id ORDER BY s.id",
 		       err) < 0)
 		return err_wrap(err, "load servers");
@@ -692,20 +726,72 @@ static int load_rows(struct spawner *sp, struct err **err)
 	return 0;
 }
 
+/*
+ * A server left restoring by a gateway restart. Alive: the restore got
+ * through, so its checkpoint counts as restored. Dead: nothing was lost,
+ * the checkpoint is still there, so it rolls back to suspended (a
+ * lifecycle step the table does not offer at run time: this is recovery,
+ * as loading the row is) and resumes on the next request. Without a
+ * checkpoint to resume from it is failed, as before.
+ */
+static int adopt_restoring(struct spawner *sp, struct spawner_server *srv, bool alive,
+			   struct err **err)
+{
+	const char *msg = "restore interrupted by a gateway restart; it resumes on the next "
+			  "request";
+	struct spawner_checkpoint *ck = NULL;
+	struct err *e = NULL;
+
+	if (spawner__ckpt_resume_row(sp, srv, &ck, &e) < 0) {
+		log_warn("%s", e->msg);
+		err_free(&e);
+	}
+	if (alive && ck && spawner__ckpt_set_state(sp, ck->id, "restored", -1, ck->message,
+						   &e) < 0) {
+		log_warn("%s", e->msg);
+		err_free(&e);
+	}
+	if (alive || !ck) {
+		spawner__ckpt_free(ck);
+		return spawner_transition(sp, srv, alive ? SPAWNER_RUNNING : SPAWNER_FAILED,
+					  alive ? "server re-adopted after gateway restart"
+						: "interrupted by a gateway restart", err);
+	}
+	spawner__ckpt_free(ck);
+	if (persist_row(sp, srv, SPAWNER_SUSPENDED, msg, err) < 0)
+		return -EIO;
+	srv->state = SPAWNER_SUSPENDED;
+	srv->pid = 0;
+	srv->pid_start = 0;
+	replace_str(&srv->upstream, NULL);
+	log_info("'%s' restoring -> suspended: %s", srv->slug, msg);
+	emit(sp, srv, state_progress(SPAWNER_SUSPENDED), msg, false, false);
+	return 0;
+}
+
+/* Whether the backend finds srv's process alive and answering. */
+static bool adopt_alive(struct spawner *sp, struct spawner_server *srv)
+{
+	struct err *e = NULL;
+
+	if (srv->pid <= 0)
+		return false;
+	if (spawner_adopt(sp, srv, &e) == 0)
+		return true;
+	log_info("server '%s' not adopted: %s", srv->slug, e->msg);
+	err_free(&e);
+	return false;
+}
+
 /* Settles one loaded server: adopt it if alive, else record why it is gone. */
 static int adopt_one(struct spawner *sp, struct spawner_server *srv, struct err **err)
 {
-	struct err *e = NULL;
 	bool alive;
 	enum spawner_state was = srv->state;
 
 	if (!spawner_state_is_live(was))
 		return 0;
-	alive = srv->pid > 0 && spawner_adopt(sp, srv, &e) == 0;
-	if (e) {
-		log_info("server '%s' not adopted: %s", srv->slug, e->msg);
-		err_free(&e);
-	}
+	alive = adopt_alive(sp, srv);
 	if (alive && was == SPAWNER_STOPPING)
 		return spawner_stop(sp, srv, err); /* finish what was begun */
 	if (alive && was == SPAWNER_RUNNING) {
@@ -713,6 +799,8 @@ static int adopt_one(struct spawner *sp, struct spawner_server *srv, struct err 
 		emit(sp, srv, 100, "server re-adopted after gateway restart", true, false);
 		return 0;
 	}
+	if (was == SPAWNER_RESTORING)
+		return adopt_restoring(sp, srv, alive, err);
 	if (alive && spawner_transition_allowed(was, SPAWNER_RUNNING))
 		return spawner_transition(sp, srv, SPAWNER_RUNNING,
 					  "server re-adopted after gateway restart", err);
@@ -732,6 +820,12 @@ int spawner_adopt_all(struct spawner *sp, struct err **err)
 
 	if (load_rows(sp, err) < 0)
 		return -EIO;
+	/* Before adoption: a server left checkpointing must not keep a
+	 * half-written row (call spawner_set_ckpt_cfg() first). */
+	if (spawner__ckpt_drop_writing(sp, &e) < 0) {
+		log_warn("%s", e->msg);
+		err_free(&e);
+	}
 	for (struct spawner_server *srv = sp->servers; srv; srv = srv->next) {
 		if (adopt_one(sp, srv, &e) < 0) {
 			/* One bad row must not keep the others from being adopted. */

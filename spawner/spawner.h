@@ -229,6 +229,16 @@ struct spawner_ops {
 	int (*restore)(struct spawner *sp, struct spawner_server *srv,
 		       const struct spawner_checkpoint *ck, struct err **err);
 	int64_t (*checkpoint_size)(struct spawner *sp, struct spawner_server *srv);
+	/*
+	 * checkpoint_forget  delete the files behind ck before its row goes
+	 *          (criu: the image dir, the backend may own the privileges;
+	 *          commit: the committed image in the store). Optional: without
+	 *          it criu dirs are removed in-process (below ckpt.dir only,
+	 *          spawner/ckpt_internal.h) and commit images are left in the
+	 *          store. An error keeps the row ('broken', saying why).
+	 */
+	int (*checkpoint_forget)(struct spawner *sp, const struct spawner_checkpoint *ck,
+				 struct err **err);
 };
 
 /* The base every backend embeds first. Fields are the spawner's own. */

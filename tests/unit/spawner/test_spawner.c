@@ -169,6 +169,7 @@ static const char *const legal[] = {
 	"culling>running", "culling>checkpointing", "culling>stopping", "culling>stopped",
 	"culling>failed",
 	"checkpointing>suspended", "checkpointing>running", "checkpointing>failed",
+	"checkpointing>stopping", "checkpointing>stopped",
 	"suspended>restoring", "suspended>stopped",
 	"restoring>running", "restoring>starting", "restoring>failed",
 	"stopping>stopped", "stopping>failed",
