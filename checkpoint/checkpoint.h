@@ -89,8 +89,9 @@ bool checkpoint_criu_parse_check(const char *out, int wstatus, char **first_erro
 struct checkpoint_criu_dump_req {
 	const char *criu;     /* the criu binary */
 	pid_t pid1;           /* host pid of the sandbox's PID 1 (nbgate-init) */
-	const char *dir;      /* image dir: created here, mode 0700 (process
-			       * memory, tokens included), must not exist */
+	const char *dir;      /* image dir: created (or an empty dir of root's)
+			       * and set to mode 0700 (process memory, tokens
+			       * included) */
 	int64_t timeout_ms;   /* CRIU is killed after this */
 };
 
@@ -123,8 +124,8 @@ struct checkpoint_criu_restore_req {
 int checkpoint_criu_restore(const struct checkpoint_criu_restore_req *r, pid_t *pid1,
 			    struct err **err);
 
-/* The last "Error (...)" line of a CRIU log that is not one CRIU prints on
- * every run here (criu.c), or a placeholder. Owned. */
+/* The first "Error (...)" line of a CRIU log that is not one CRIU prints on
+ * every run here or its closing summary (criu.c), or a placeholder. Owned. */
 char *checkpoint_criu_log_error(const char *log_path);
 
 /* Bytes allocated by the regular files directly in dir; -1 when unreadable. */

@@ -169,6 +169,86 @@ static void find_log_pipe(pid_t pid1, struct exts *x)
 	x->v[x->n++].path = NULL;
 }
 
+#define MAX_TASKS 4096
+#define FOREIGN_WAIT_MS 5000
+
+/* pid1 and all its descendants (bounded), through /proc/<pid>/task/<tid>/children. */
+static int tree_pids(pid_t pid1, pid_t *out, int cap)
+{
+	int n = 0;
+
+	out[n++] = pid1;
+	for (int i = 0; i < n; i++) {
+		char path[64];
+		cleanup_free char *kids = NULL;
+		char *p, *end;
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)out[i], (int)out[i]);
+		if (file_read_all(path, 0, 1 << 16, &kids, NULL, NULL) < 0)
+			continue;
+		for (p = kids; n < cap; p = end) {
+			long v = strtol(p, &end, 10);
+			if (end == p)
+				break;
+			out[n++] = (pid_t)v;
+		}
+	}
+	return n;
+}
+
+/* true when `text` (a /proc/net/unix) lists socket inode ino. */
+static bool unix_listed(const char *text, unsigned long ino)
+{
+	char needle[32];
+	size_t n = (size_t)snprintf(needle, sizeof(needle), " %lu", ino);
+
+	for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+		if (p[n] == '\n' || p[n] == ' ' || p[n] == '\0')
+			return true;
+	return false;
+}
+
+/* The first socket an fd of the tree holds that is not in the sandbox's
+ * network namespace: a connection accepted from the gateway (an accepted
+ * Unix socket belongs to the connecting side's namespace); 0 when none. */
+static unsigned long foreign_socket(pid_t pid1)
+{
+	static pid_t pids[MAX_TASKS];
+	cleanup_free char *path = xasprintf("/proc/%d/net/unix", (int)pid1), *netunix = NULL;
+	cleanup_free char *hostunix = NULL;
+	int n = tree_pids(pid1, pids, MAX_TASKS);
+
+	if (file_read_all(path, 0, 16 << 20, &netunix, NULL, NULL) < 0 ||
+	    file_read_all("/proc/self/net/unix", 0, 16 << 20, &hostunix, NULL, NULL) < 0)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		char fdd[64], link[96], target[64];
+		snprintf(fdd, sizeof(fdd), "/proc/%d/fd", (int)pids[i]);
+		DIR *d = opendir(fdd);
+		struct dirent *de;
+		unsigned long ino = 0;
+
+		while (d && (de = readdir(d))) {
+			snprintf(link, sizeof(link), "%s/%s", fdd, de->d_name);
+			ssize_t len = readlink(link, target, sizeof(target) - 1);
+			if (len <= 8 || strncmp(target, "socket:[", 8) != 0)
+				continue;
+			target[len] = '\0';
+			unsigned long v = strtoul(target + 8, NULL, 10);
+			/* in the host's namespace (ours), not the sandbox's */
+			if (!unix_listed(netunix, v) && unix_listed(hostunix, v)) {
+				ino = v;
+				break;
+			}
+		}
+		if (d)
+			closedir(d);
+		if (ino)
+			return ino;
+	}
+	return 0;
+}
+
 static int write_meta(const char *dir, pid_t pid1, const struct exts *x, struct err **err)
 {
 	cleanup_free char *path = xasprintf("%s/" META, dir);
@@ -227,14 +307,16 @@ static bool harmless(const char *line)
 {
 	static const char *const known[] = { "Can't setup RLIMIT_NOFILE for self",
 					     "tables-save", "tables-restore", "tables-legacy",
-					     "already assigned", NULL };
+					     "already assigned", "Dumping FAILED", "Restoring FAILED",
+					     NULL };
 	for (int i = 0; known[i]; i++)
 		if (strstr(line, known[i]))
 			return true;
 	return false;
 }
 
-/* The last meaningful "Error" line of CRIU's log, for messages. Owned. */
+/* The first meaningful "Error" line of CRIU's log (the cause; what follows
+ * are its consequences), for messages. Owned. */
 char *checkpoint_criu_log_error(const char *log_path)
 {
 	cleanup_free char *text = NULL;
@@ -246,10 +328,8 @@ char *checkpoint_criu_log_error(const char *log_path)
 		char *nl = strchr(l, '\n'), *p;
 		if (nl)
 			*nl = '\0';
-		if ((p = strstr(l, "Error (")) && !harmless(p)) {
-			free(found);
+		if (!found && (p = strstr(l, "Error (")) && !harmless(p))
 			found = xstrdup(p);
-		}
 		l = nl ? nl + 1 : NULL;
 	}
 	return found ? found : xstrdup("CRIU failed without an error line");
@@ -302,12 +382,22 @@ int checkpoint_criu_dump(const struct checkpoint_criu_dump_req *r, struct err **
 	struct exts x = { .n = 0 };
 	int n_ns = 0, st = 0, rc;
 
-	if (mkdir(r->dir, 0700) < 0)
+	struct stat ds;
+	/* the caller may have created it (with the sandbox spec in it) */
+	if ((mkdir(r->dir, 0700) < 0 && errno != EEXIST) || lstat(r->dir, &ds) < 0 ||
+	    !S_ISDIR(ds.st_mode) || ds.st_uid != 0 || chmod(r->dir, 0700) < 0)
 		return err_set_errno(err, "checkpoint dir %s", r->dir);
 	/* the forwarder's connections to the gateway cannot be dumped */
 	if (kill(r->pid1, SIGUSR1) < 0)
 		return err_set_errno(err, "signal PID 1 (%d)", (int)r->pid1);
-	usleep(50 * 1000);
+	/* nor the server's own: the gateway closed them; wait (bounded) until
+	 * the server has closed its ends too */
+	unsigned long ino = 0;
+	for (int i = 0; i < FOREIGN_WAIT_MS / 20 && (ino = foreign_socket(r->pid1)); i++)
+		usleep(20 * 1000);
+	if (ino)
+		return err_set(err, EBUSY, "a connection from outside the sandbox (socket %lu) is "
+			       "still open after %d ms", ino, FOREIGN_WAIT_MS);
 	if (ns_mounts(r->pid1, &ns, &n_ns, err) < 0 ||
 	    scan_maps(r->pid1, &x, ns, n_ns, err) < 0) {
 		exts_free(&x);

@@ -55,6 +55,7 @@
 #include "spawner/netallow.h"
 #include "spawner/spawner.h"
 #include "spawner/supervise.h"
+#include "spawner/local_internal.h"
 
 #define LOCAL_SOCK_INSIDE "/run/nbgate/server.sock"
 #define LOCAL_SOCK_MAX 107 /* sizeof(sun_path) - 1 */
@@ -62,7 +63,6 @@
 #define LOCAL_UID_BASE_DEFAULT 100000
 #define LOCAL_GPU_GLOB_DEFAULT "/dev/nvidia[0-9]*"
 #define LOCAL_KILL_EXTRA_MS 2000 /* the shim's own grace comes first */
-#define LOCAL_STATUS_MAX 1024
 #define LOCAL_ENV_PATH "PATH=/usr/local/bin:/usr/bin:/bin"
 
 /* Where NVIDIA's user-space driver lives: Debian's packages, and the
@@ -84,33 +84,7 @@ static const char *first_existing(const char *const *v)
 	return NULL;
 }
 
-struct local_gpu {
-	char *dev;    /* host device node, e.g. /dev/nvidia0 */
-	int index;    /* N of nvidiaN */
-	char *model;  /* from nvidia-smi, or NULL */
-	char *uuid;   /* from nvidia-smi, or NULL */
-};
-
-struct spawner_local {
-	struct spawner base;
-	struct local_gpu *gpus;
-	int n_gpus;
-	char *init_path;
-	char *seccomp;          /* default profile path when cfg names none */
-};
-
-/* Backend state of one server (srv->priv). */
-struct local_server {
-	struct spawner_watch w; /* first: spawner_watch_stop_wait() */
-	int status_fd;          /* read end of the shim's fd 3, or -1 */
-	char status[LOCAL_STATUS_MAX];
-	size_t status_len;
-	int64_t launched_ms;    /* monotonic */
-	char *rootfs;
-	char *spec_path;
-};
-
-static struct spawner_local *spawner_local_from(struct spawner *sp)
+struct spawner_local *spawner_local_from(struct spawner *sp)
 {
 	if (sp->ops != &spawner_local_ops)
 		abort(); /* BUG: wrong backend downcast (git files_downcast) */
@@ -962,7 +936,7 @@ static int local_check_spec_socks(const struct sandbox_spec *s, struct err **err
 
 /* ---- the shim and its status pipe ---- */
 
-static void local_release(struct spawner *sp, struct spawner_server *srv)
+void local__release(struct spawner *sp, struct spawner_server *srv)
 {
 	struct local_server *ls = srv->priv;
 
@@ -1032,7 +1006,7 @@ static void local_tick(struct spawner_watch *w)
 }
 
 /* Removes what a sandbox leaves behind once its shim is gone. */
-static void local_cleanup(struct spawner *sp, struct spawner_server *srv, const char *spec_path)
+void local__cleanup(struct spawner *sp, struct spawner_server *srv, const char *spec_path)
 {
 	cleanup_free char *rootfs = xasprintf("%s/rootfs", srv->run_dir);
 	struct err *e = NULL;
@@ -1053,17 +1027,19 @@ static void local_ended(struct spawner_watch *w)
 {
 	struct local_server *ls = (struct local_server *)w;
 
-	local_cleanup(w->sp, w->srv, ls->spec_path);
+	local__cleanup(w->sp, w->srv, ls->spec_path);
+	local__ended_ckpt(w); /* a dump or restore in flight reports itself */
 }
 
 static const struct spawner_watch_hooks local_hooks = {
 	.tick = local_tick,
 	.ended = local_ended,
-	.release = local_release,
+	.release = local__release,
+	.restored = local__restore_ready,
 };
 
-static struct local_server *local_server_new(struct spawner *sp, struct spawner_server *srv,
-					     pid_t pid, int64_t pid_start, bool ours)
+struct local_server *local__server_new(struct spawner *sp, struct spawner_server *srv, pid_t pid,
+				       int64_t pid_start, bool ours)
 {
 	struct local_server *ls = xcalloc(1, sizeof(*ls));
 
@@ -1081,12 +1057,10 @@ static struct local_server *local_server_new(struct spawner *sp, struct spawner_
 	return ls;
 }
 
-/* Starts `nbgate-init <spec>`; *status_fd is the read end of its fd 3. */
-static int launch_shim(struct spawner_local *sl, struct spawner_server *srv,
-		       const char *spec_path, pid_t *pid, int *status_fd, struct err **err)
+int local__launch_shim(struct spawner_server *srv, const char *const *argv, pid_t *pid,
+		       int *status_fd, struct err **err)
 {
 	cleanup_free char *log_path = xasprintf("%s/shim.log", srv->run_dir);
-	const char *const argv[] = { sl->init_path, spec_path, NULL };
 	/* nothing of the gateway's environment: the spec carries the server's */
 	const char *const env[] = { LOCAL_ENV_PATH, "LANG=C.UTF-8", NULL };
 	cleanup_close int log_fd = -1;
@@ -1145,9 +1119,10 @@ static int local_launch(struct spawner_local *sl, struct spawner_server *srv,
 		return err_set_errno(err, "remove stale socket '%s'", sock);
 	free(srv->upstream);
 	srv->upstream = xasprintf("unix:%s", sock);
-	if ((rc = launch_shim(sl, srv, spec_path, &pid, &status_fd, err)) < 0)
+	const char *const argv[] = { sl->init_path, spec_path, NULL };
+	if ((rc = local__launch_shim(srv, argv, &pid, &status_fd, err)) < 0)
 		return rc;
-	ls = local_server_new(sp, srv, pid, proc_start_time(pid), true);
+	ls = local__server_new(sp, srv, pid, proc_start_time(pid), true);
 	ls->status_fd = status_fd;
 	ls->launched_ms = time_mono_ms();
 	srv->pid = pid;
@@ -1157,8 +1132,8 @@ static int local_launch(struct spawner_local *sl, struct spawner_server *srv,
 	if (spawner__persist(sp, srv, err) < 0 || spawner_watch_start(&ls->w, err) < 0) {
 		/* Without its pid in the row it could never be stopped after a restart. */
 		proc_kill_and_reap(pid, 0);
-		local_release(sp, srv);
-		local_cleanup(sp, srv, NULL);
+		local__release(sp, srv);
+		local__cleanup(sp, srv, NULL);
 		srv->pid = 0;
 		return err_rc(err);
 	}
@@ -1186,7 +1161,8 @@ static int local_image(struct spawner *sp, struct spawner_server *srv, const cha
 	return 0;
 }
 
-static int local_start(struct spawner *sp, struct spawner_server *srv, struct err **err)
+int local__start_image(struct spawner *sp, struct spawner_server *srv, const char *image_override,
+		       struct err **err)
 {
 	struct spawner_local *sl = spawner_local_from(sp);
 	struct local_req r = { .seccomp_profile = sp->cfg.seccomp_profile,
@@ -1209,7 +1185,7 @@ static int local_start(struct spawner *sp, struct spawner_server *srv, struct er
 		return -EDQUOT;
 	free(srv->profile);
 	srv->profile = xstrdup(r.prof->name);
-	if (local_image(sp, srv, image, &img, err) < 0)
+	if (local_image(sp, srv, image_override ? image_override : image, &img, err) < 0)
 		return err_rc(err);
 	r.img = img;
 	/* a stale allocation of this server (crash mid-start) is not reused */
@@ -1229,12 +1205,17 @@ static int local_start(struct spawner *sp, struct spawner_server *srv, struct er
 	return rc;
 }
 
+static int local_start(struct spawner *sp, struct spawner_server *srv, struct err **err)
+{
+	return local__start_image(sp, srv, NULL, err);
+}
+
 static int local_stop(struct spawner *sp, struct spawner_server *srv, struct err **err)
 {
 	struct local_server *ls = srv->priv;
 
 	if (!ls) { /* no shim (never launched, or already reaped) */
-		local_cleanup(sp, srv, NULL);
+		local__cleanup(sp, srv, NULL);
 		return spawner_transition(sp, srv, SPAWNER_STOPPED, "server stopped", err);
 	}
 	spawner_watch_stop(&ls->w);
@@ -1259,16 +1240,16 @@ static int local_adopt(struct spawner *sp, struct spawner_server *srv, struct er
 
 	if (srv->pid <= 0 || !proc_alive(srv->pid, srv->pid_start > 0 ? srv->pid_start : -1) ||
 	    getpgid(srv->pid) != srv->pid) {
-		local_cleanup(sp, srv, NULL);
+		local__cleanup(sp, srv, NULL);
 		return err_set(err, ESRCH, "sandbox shim pid %d is gone", (int)srv->pid);
 	}
-	ls = local_server_new(sp, srv, srv->pid, srv->pid_start, false);
+	ls = local__server_new(sp, srv, srv->pid, srv->pid_start, false);
 	if (!srv->upstream || spawner_parse_upstream(srv->upstream, &ss, &len, err) < 0 ||
 	    !spawner_answers_connect(&ss, len)) {
 		/* Alive but unreachable: ours and useless, so end it. */
 		spawner_watch_signal(&ls->w, SIGKILL);
-		local_release(sp, srv);
-		local_cleanup(sp, srv, NULL);
+		local__release(sp, srv);
+		local__cleanup(sp, srv, NULL);
 		if (err && !*err)
 			err_set(err, ESRCH, "sandbox of pid %d does not answer at '%s'",
 				(int)srv->pid, srv->upstream ? srv->upstream : "");
@@ -1388,6 +1369,7 @@ static void local_destroy(struct spawner *sp)
 {
 	struct spawner_local *sl = spawner_local_from(sp);
 
+	local__jobs_free(sl);
 	gpus_free(sl->gpus, sl->n_gpus);
 	sl->gpus = NULL;
 	sl->n_gpus = 0;
@@ -1399,7 +1381,7 @@ static void local_destroy(struct spawner *sp)
 
 const struct spawner_ops spawner_local_ops = {
 	.name = "local",
-	.caps = SPAWNER_CAP_SANDBOX | SPAWNER_CAP_ADOPT | SPAWNER_CAP_UNIX,
+	.caps = SPAWNER_CAP_SANDBOX | SPAWNER_CAP_ADOPT | SPAWNER_CAP_UNIX | SPAWNER_CAP_CHECKPOINT,
 	.size = sizeof(struct spawner_local),
 	.init = local_init,
 	.start = local_start,
@@ -1407,6 +1389,10 @@ const struct spawner_ops spawner_local_ops = {
 	.stop = local_stop,
 	.adopt = local_adopt,
 	.stop_wait = spawner_watch_stop_wait,
-	.server_release = local_release,
+	.server_release = local__release,
 	.destroy = local_destroy,
+	.checkpoint = local__checkpoint,
+	.restore = local__restore,
+	.checkpoint_size = local__checkpoint_size,
+	.checkpoint_forget = local__checkpoint_forget,
 };

@@ -426,6 +426,10 @@ static char *exit_message(struct spawner_watch *w, int status, enum spawner_stat
 		return NULL; /* a reaped leftover of a failed start */
 	if (srv->state == SPAWNER_STOPPING)
 		return xstrdup("server stopped");
+	/* a dump ends the sandbox on purpose; a failed restore falls back:
+	 * the backend's ended hook reports both */
+	if (srv->state == SPAWNER_CHECKPOINTING || srv->state == SPAWNER_RESTORING)
+		return NULL;
 	if (srv->state != SPAWNER_STARTING && !w->fail_reason && (status == 0 || status == -1))
 		return steal_ptr(&reason);
 	*to = SPAWNER_FAILED;
@@ -462,6 +466,10 @@ static int step_starting(struct spawner_watch *w)
 	struct err *e = NULL;
 
 	if (spawner_probe_step(&w->probe) == 1) {
+		if (srv->state == SPAWNER_RESTORING && w->hooks->restored) {
+			w->hooks->restored(w);
+			return SPAWNER_WATCH_MS;
+		}
 		if (spawner_transition(w->sp, srv, SPAWNER_RUNNING, "server ready", &e) < 0) {
 			log_warn("record readiness of '%s': %s", srv->slug, e->msg);
 			err_free(&e);
@@ -482,6 +490,12 @@ static int step_starting(struct spawner_watch *w)
 	spawner_probe_reset(&w->probe);
 	spawner_watch_signal(w, SIGKILL);
 	w->killed = true;
+	if (srv->state == SPAWNER_RESTORING) { /* reported as a failed restore on exit */
+		free(w->fail_reason);
+		w->fail_reason = xasprintf("the restored server did not answer within %lld ms",
+					   (long long)w->sp->cfg.spawn_timeout_ms);
+		return SPAWNER_STOP_POLL_MS;
+	}
 	tail = watch_tails(w);
 	msg = xasprintf("server did not answer within %lld ms%s%s",
 			(long long)w->sp->cfg.spawn_timeout_ms,
@@ -510,6 +524,7 @@ static int watch_step(struct spawner_watch *w)
 	}
 	switch (w->srv->state) {
 	case SPAWNER_STARTING:
+	case SPAWNER_RESTORING:
 		return step_starting(w);
 	case SPAWNER_STOPPING:
 	case SPAWNER_FAILED:

@@ -134,6 +134,9 @@ struct spawner_watch_hooks {
 	/* Frees srv->priv (which holds w) and sets it NULL: the backend's
 	 * server_release op. */
 	void (*release)(struct spawner *sp, struct spawner_server *srv);
+	/* A server in `restoring` answers: the backend reports the restore
+	 * (spawner_restore_done) instead of the watcher's own transition. */
+	void (*restored)(struct spawner_watch *w);
 };
 
 /*
