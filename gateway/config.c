@@ -19,6 +19,8 @@
 
 #define GW_ENV_PREFIX "NBGATE_"
 #define GW_CFG_FILE_MAX (1024 * 1024) /* as common/cfg's CFG_FILE_MAX */
+#define GW_CKPT_KEEP_MAX 1000
+#define GW_CKPT_BYTES_MAX (1ULL << 60)
 
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const log_format_names[] = { "text", "json", NULL };
@@ -321,6 +323,33 @@ static int v_uid_base(const void *f, struct err **err)
 	return 0;
 }
 
+/* Checkpoints kept per server: at least the one a resume needs. */
+static int v_ckpt_keep(const void *f, struct err **err)
+{
+	int64_t v = *(const int64_t *)f;
+
+	if (v < 1 || v > GW_CKPT_KEEP_MAX)
+		return err_set(err, EINVAL, "must be 1..%d", GW_CKPT_KEEP_MAX);
+	return 0;
+}
+
+static int v_ckpt_quota(const void *f, struct err **err)
+{
+	if (*(const uint64_t *)f > GW_CKPT_BYTES_MAX)
+		return err_set(err, EINVAL, "must be 0 (none) .. 1 EiB");
+	return 0;
+}
+
+/* 0 would read as "the spawner's default" (struct spawner_ckpt_cfg) */
+static int v_ckpt_min_free(const void *f, struct err **err)
+{
+	uint64_t v = *(const uint64_t *)f;
+
+	if (v < 1 || v > GW_CKPT_BYTES_MAX)
+		return err_set(err, EINVAL, "must be 1 byte .. 1 EiB");
+	return 0;
+}
+
 /* ---- the table ---- */
 
 #define F(name) offsetof(struct gw_cfg, name)
@@ -406,6 +435,13 @@ const struct cfg_entry gw_cfg_table[] = {
 	INT(sandbox_uid_base, "200000", v_uid_base, "sandbox uid = sandbox_uid_base + user id"),
 	STR(criu_path, "/usr/local/sbin/criu", v_abs_path,
 	    "CRIU >= 4.2 for checkpoints (`make criu` installs it there)"),
+	STR(checkpoint_dir, "", v_abs_path_opt,
+	    "checkpoint images (absolute); \"\" = <state_dir>/checkpoints"),
+	INT(checkpoint_keep, "3", v_ckpt_keep, "checkpoints kept per server, newest first (1..1000)"),
+	{ "checkpoint_user_quota", CFG_SIZE, "0", CFG_IMMUTABLE, F(checkpoint_user_quota),
+	  v_ckpt_quota, NULL, "bytes of checkpoints per user; 0 = no quota" },
+	{ "checkpoint_min_free", CFG_SIZE, "1GiB", CFG_IMMUTABLE, F(checkpoint_min_free),
+	  v_ckpt_min_free, NULL, "free disk space a dump must leave (refused before it starts)" },
 	{ "cookie_secure", CFG_BOOL, NULL, CFG_IMMUTABLE, F(cookie_secure), NULL, NULL,
 	  "Secure cookie flag; default true with TLS or an https public_url" },
 	{ NULL },
@@ -440,6 +476,28 @@ static void gw_cfg_derive_public_url(struct gw_cfg *c)
 		c->public_url[n - 1] = '\0';
 }
 
+/*
+ * <state_dir>/checkpoints, absolute: the spawner hands it to CRIU, which
+ * runs with another working directory, and state_dir may be relative.
+ */
+static void gw_cfg_derive_checkpoint_dir(struct gw_cfg *c)
+{
+	char cwd[4096];
+	const char *sd = c->state_dir;
+
+	if (c->checkpoint_dir[0])
+		return;
+	free(c->checkpoint_dir);
+	while (sd[0] == '.' && sd[1] == '/')
+		sd += 2;
+	if (sd[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		c->checkpoint_dir = xasprintf("%s/checkpoints", sd);
+	else if (!strcmp(sd, "."))
+		c->checkpoint_dir = xasprintf("%s/checkpoints", cwd);
+	else
+		c->checkpoint_dir = xasprintf("%s/%s/checkpoints", cwd, sd);
+}
+
 int gw_cfg_finish(struct gw_cfg *c, struct err **err)
 {
 	if (gw_cfg_check_tls(c, err) < 0)
@@ -453,6 +511,7 @@ int gw_cfg_finish(struct gw_cfg *c, struct err **err)
 			       "session_idle_timeout exceeds session_absolute_timeout");
 	if (gw_cfg_local_finish(c, err) < 0)
 		return -EINVAL;
+	gw_cfg_derive_checkpoint_dir(c);
 	gw_cfg_derive_public_url(c);
 	if (!c->access_log[0]) {
 		free(c->access_log);

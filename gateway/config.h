@@ -29,6 +29,42 @@ enum gw_spawner { GW_SPAWNER_PROCESS, GW_SPAWNER_LOCAL, GW_SPAWNER_KUBERNETES };
 /* The gateway's own pages and API live under this fixed prefix. */
 #define GW_HUB_PREFIX "/hub/"
 
+/*
+ * Idle-culling rules (config `cull`; a profile's `cull` overrides some of
+ * them for servers started with that profile). Times are ms in memory,
+ * seconds in the file. A server is culled when it has been idle (every
+ * activity source quiet, gateway/activity.h) for idle_timeout_ms, or
+ * when max_age_ms > 0 and it started that long ago.
+ */
+struct gw_cull_rules {
+	int64_t idle_timeout_ms;       /* 0 = never culled for idleness */
+	int64_t max_age_ms;            /* 0 = no age limit */
+	int action;                    /* enum spawner_ckpt_mode */
+	bool named_servers;            /* cull named servers too */
+	bool tensorboards;             /* cull server_type "tensorboard" */
+	int64_t interval_ms;           /* how often the culler looks; global only */
+	double cpu_threshold;          /* percent of one CPU that counts as active */
+	double gpu_threshold;          /* GPU utilisation percent that counts */
+};
+
+/* Which members of a profile's override are set (struct gw_cull_override). */
+enum gw_cull_key {
+	GW_CULL_IDLE_TIMEOUT = 1 << 0,
+	GW_CULL_MAX_AGE = 1 << 1,
+	GW_CULL_ACTION = 1 << 2,
+	GW_CULL_NAMED_SERVERS = 1 << 3,
+	GW_CULL_TENSORBOARDS = 1 << 4,
+	GW_CULL_INTERVAL = 1 << 5,
+	GW_CULL_CPU_THRESHOLD = 1 << 6,
+	GW_CULL_GPU_THRESHOLD = 1 << 7,
+};
+
+/* A profile's `cull` object: only the members named in `set` apply. */
+struct gw_cull_override {
+	unsigned set;                  /* enum gw_cull_key bits */
+	struct gw_cull_rules v;
+};
+
 struct gw_cfg {
 	/* listening */
 	char *listen;                  /* "host:port" or "[v6]:port" */
@@ -92,6 +128,14 @@ struct gw_cfg {
 
 	/* checkpoints (issue 4) */
 	char *criu_path;               /* absolute; CRIU >= 4.2 (`make criu`) */
+	char *checkpoint_dir;          /* after load: absolute (default <state_dir>/checkpoints) */
+	int64_t checkpoint_keep;       /* newest N kept per server, >= 1 */
+	uint64_t checkpoint_user_quota;/* bytes over all of a user's checkpoints; 0 = none */
+	uint64_t checkpoint_min_free;  /* bytes that must stay free after a dump, >= 1 */
+
+	/* idle culling (issue 4); see config_local.c and gw_cfg_cull_rules() */
+	struct gw_cull_rules cull;     /* global rules (config `cull`) */
+	struct gw_cull_override *profile_cull; /* n_profiles, parallel to profiles */
 
 	/* derived by gw_cfg_load, not settings */
 	bool tls;                      /* tls_cert and tls_key set */
@@ -141,13 +185,21 @@ bool gw_cfg_image_name_ok(const char *s);
 /* True when name is in c->images. */
 bool gw_cfg_image_allowed(const struct gw_cfg *c, const char *name);
 
+/*
+ * The culling rules for a server started with profile `profile` (NULL or
+ * unknown: the global rules): c->cull with that profile's override
+ * applied. *out is a plain copy. Cannot fail; any thread (c is immutable).
+ */
+void gw_cfg_cull_rules(const struct gw_cfg *c, const char *profile, struct gw_cull_rules *out);
+
 /* ---- JSON-valued settings (config_local.c; used by config.c) ---- */
 
 /*
- * Settings whose value is a JSON array or object ("profiles", "quota")
+ * Settings whose value is a JSON array or object ("profiles", "quota",
+ * "cull")
  * and so do not fit common/cfg's scalar types. Each has a default, a file
- * form (the JSON value) and an env form (NBGATE_PROFILES / NBGATE_QUOTA
- * holding the same JSON text). Errors name the key and the element
+ * form (the JSON value) and an env form (NBGATE_PROFILES / NBGATE_QUOTA /
+ * NBGATE_CULL holding the same JSON text). Errors name the key and the element
  * ("profiles[1].cpu: ...").
  */
 struct gw_cfg_json_entry {

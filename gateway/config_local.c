@@ -2,7 +2,8 @@
  * config_local: the settings of the sandboxed local backend (issue 3)
  * that are JSON values rather than scalars: `profiles` (a list of launch
  * profiles) and `quota` (per-user limits), plus the helpers that hand
- * them to the spawner. The scalar ones (images, image_store,
+ * them to the spawner; and `cull`, the idle-culling rules (issue 4), which
+ * a profile may override in its own `cull` object. The scalar ones (images, image_store,
  * seccomp_profile, sandbox_uid_base) are rows of gw_cfg_table in
  * config.c.
  *
@@ -18,6 +19,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,10 @@
 #define PIDS_MAX 1000000
 #define GPUS_MAX 16
 #define QUOTA_SERVERS_MAX 1000
+#define CULL_SECONDS_MAX (365 * 86400)         /* idle_timeout, max_age: a year */
+#define CULL_INTERVAL_MAX 3600                 /* the culler looks at least hourly */
+#define CULL_CPU_MAX 10000.0                   /* percent of one CPU: 100 CPUs */
+#define CULL_GPU_MAX 100.0                     /* nvidia-smi utilization.gpu */
 
 /* Seccomp profile next to a checkout build: build/nbgate -> ../sandbox/... */
 #define SECCOMP_REL "/../sandbox/profiles/default.json"
@@ -53,6 +59,12 @@ static const char default_profiles[] =
 	"\"image\":\"jupyterlab\",\"cpu\":2,\"memory\":\"4G\"},"
 	"{\"name\":\"vscode\",\"display_name\":\"VS Code\","
 	"\"image\":\"vscode\",\"cpu\":2,\"memory\":\"4G\"}]";
+
+/* DESIGN.md "Idle culling"; docs/operations.md "Culling" has the reasons. */
+static const char default_cull[] =
+	"{\"idle_timeout\":3600,\"max_age\":0,\"action\":\"checkpoint\","
+	"\"named_servers\":true,\"tensorboards\":false,\"interval\":60,"
+	"\"cpu_threshold\":5,\"gpu_threshold\":5}";
 
 static const char default_quota[] =
 	"{\"max_servers\":4,\"max_cpu\":4,\"max_memory\":\"8G\",\"max_gpus\":1}";
@@ -177,6 +189,203 @@ static int get_text(const cJSON *v, const char *where, size_t max, const char **
 	return 0;
 }
 
+/* ---- cull rules ---- */
+
+enum cull_type { CULL_SECONDS, CULL_ACTION, CULL_BOOL, CULL_PERCENT };
+
+/* One key of a `cull` object; numbers must lie in lo..hi (seconds or %). */
+struct cull_key {
+	const char *name;
+	unsigned bit;           /* enum gw_cull_key */
+	enum cull_type type;
+	size_t off;             /* of the member in struct gw_cull_rules */
+	double lo, hi;
+	bool global_only;       /* not in a profile's override */
+};
+
+#define CK(n, m, bit, t, lo, hi, g) { n, bit, t, offsetof(struct gw_cull_rules, m), lo, hi, g }
+
+static const struct cull_key cull_keys[] = {
+	CK("idle_timeout", idle_timeout_ms, GW_CULL_IDLE_TIMEOUT, CULL_SECONDS, 0,
+	   CULL_SECONDS_MAX, false),
+	CK("max_age", max_age_ms, GW_CULL_MAX_AGE, CULL_SECONDS, 0, CULL_SECONDS_MAX, false),
+	CK("action", action, GW_CULL_ACTION, CULL_ACTION, 0, 0, false),
+	CK("named_servers", named_servers, GW_CULL_NAMED_SERVERS, CULL_BOOL, 0, 0, false),
+	CK("tensorboards", tensorboards, GW_CULL_TENSORBOARDS, CULL_BOOL, 0, 0, false),
+	CK("interval", interval_ms, GW_CULL_INTERVAL, CULL_SECONDS, 1, CULL_INTERVAL_MAX, true),
+	CK("cpu_threshold", cpu_threshold, GW_CULL_CPU_THRESHOLD, CULL_PERCENT, 0, CULL_CPU_MAX,
+	   false),
+	CK("gpu_threshold", gpu_threshold, GW_CULL_GPU_THRESHOLD, CULL_PERCENT, 0, CULL_GPU_MAX,
+	   false),
+};
+
+#define CULL_NKEYS (sizeof(cull_keys) / sizeof(cull_keys[0]))
+#define CULL_ALLOWED "idle_timeout, max_age, action, named_servers, tensorboards, " \
+	"interval, cpu_threshold, gpu_threshold"
+
+/* The rules a `cull` object starts from: keys left out keep these (the
+ * same values as default_cull, which a unit test holds them to). */
+static const struct gw_cull_rules cull_builtin = {
+	.idle_timeout_ms = 3600 * 1000LL, .max_age_ms = 0, .action = SPAWNER_CKPT_CRIU,
+	.named_servers = true, .tensorboards = false, .interval_ms = 60 * 1000LL,
+	.cpu_threshold = 5, .gpu_threshold = 5,
+};
+
+/* Config names of the actions, indexed by enum spawner_ckpt_mode. */
+static const char *const cull_action_names[SPAWNER_CKPT_MODE_COUNT] = {
+	[SPAWNER_CKPT_CRIU] = "checkpoint", [SPAWNER_CKPT_COMMIT] = "commit",
+	[SPAWNER_CKPT_STOP] = "stop",
+};
+
+/* Seconds as a JSON number, at most millisecond precision, in lo..hi. */
+static int cull_seconds(const cJSON *v, const struct cull_key *k, const char *where,
+			int64_t *out, struct err **err)
+{
+	double ms = cJSON_IsNumber(v) ? v->valuedouble * 1000.0 : -1;
+	double r = (ms >= 0 && ms <= k->hi * 1000.0) ? (double)(int64_t)(ms + 0.5) : -1;
+
+	if (!(ms >= k->lo * 1000.0) || r < 0 || ms - r > 1e-6 || r - ms > 1e-6)
+		return err_set(err, EINVAL, "%s: expected a number of seconds %g..%g%s", where,
+			       k->lo, k->hi, k->lo == 0 ? " (0 = off)" : "");
+	*out = (int64_t)r;
+	return 0;
+}
+
+static int cull_action(const cJSON *v, const char *where, int *out, struct err **err)
+{
+	for (int i = 0; cJSON_IsString(v) && i < SPAWNER_CKPT_MODE_COUNT; i++)
+		if (!strcmp(v->valuestring, cull_action_names[i])) {
+			*out = i;
+			return 0;
+		}
+	return err_set(err, EINVAL, "%s: expected \"checkpoint\", \"commit\" or \"stop\"", where);
+}
+
+static int cull_key_set(const struct cull_key *k, const cJSON *v, const char *where,
+			struct gw_cull_rules *r, struct err **err)
+{
+	char *field = (char *)r + k->off;
+
+	switch (k->type) {
+	case CULL_SECONDS:
+		return cull_seconds(v, k, where, (int64_t *)(void *)field, err);
+	case CULL_ACTION:
+		return cull_action(v, where, (int *)(void *)field, err);
+	case CULL_BOOL:
+		if (!cJSON_IsBool(v))
+			return err_set(err, EINVAL, "%s: expected true or false", where);
+		*(bool *)field = cJSON_IsTrue(v);
+		return 0;
+	case CULL_PERCENT:
+		if (!cJSON_IsNumber(v) || !(v->valuedouble >= k->lo) || v->valuedouble > k->hi)
+			return err_set(err, EINVAL, "%s: expected a percentage %g..%g", where, k->lo,
+				       k->hi);
+		*(double *)(void *)field = v->valuedouble;
+		return 0;
+	}
+	return err_set(err, EINVAL, "%s: bad key type", where);
+}
+
+static const struct cull_key *cull_key_find(const char *name)
+{
+	for (size_t i = 0; i < CULL_NKEYS; i++)
+		if (!strcmp(cull_keys[i].name, name))
+			return &cull_keys[i];
+	return NULL;
+}
+
+/*
+ * Parses a `cull` object named `prefix` ("cull", "profiles[1].cull") into
+ * out->v, setting out->set for each key given; profile overrides
+ * (!global) may not hold the global-only keys.
+ */
+static int cull_parse(const cJSON *o, const char *prefix, bool global,
+		      struct gw_cull_override *out, struct err **err)
+{
+	const cJSON *it;
+
+	if (!cJSON_IsObject(o))
+		return err_set(err, EINVAL, "%s: expected an object {" CULL_ALLOWED "}", prefix);
+	cJSON_ArrayForEach(it, o) {
+		cleanup_free char *where = xasprintf("%s.%s", prefix, it->string);
+		const struct cull_key *k = cull_key_find(it->string);
+
+		for (const cJSON *p = o->child; p != it; p = p->next)
+			if (!strcmp(p->string, it->string))
+				return err_set(err, EINVAL, "%s: duplicate key", where);
+		if (!k)
+			return err_set(err, EINVAL, "%s: unknown key (allowed: " CULL_ALLOWED ")",
+				       where);
+		if (k->global_only && !global)
+			return err_set(err, EINVAL, "%s: only in the global `cull` settings", where);
+		if (cull_key_set(k, it, where, &out->v, err) < 0)
+			return -EINVAL;
+		out->set |= k->bit;
+	}
+	return 0;
+}
+
+/* Keys left out keep their defaults (cull_builtin). */
+static int parse_cull(struct gw_cfg *c, const cJSON *v, struct err **err)
+{
+	struct gw_cull_override o = { .v = cull_builtin };
+
+	if (cull_parse(v, "cull", true, &o, err) < 0)
+		return -EINVAL;
+	c->cull = o.v;
+	return 0;
+}
+
+/* The members of r named in `set` (all of them for ~0u) as a JSON object. */
+static cJSON *cull_json(const struct gw_cull_rules *r, unsigned set)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	for (size_t i = 0; i < CULL_NKEYS; i++) {
+		const struct cull_key *k = &cull_keys[i];
+		const char *field = (const char *)r + k->off;
+
+		if (!(set & k->bit))
+			continue;
+		if (k->type == CULL_SECONDS)
+			cJSON_AddNumberToObject(o, k->name,
+						(double)*(const int64_t *)(const void *)field / 1000.0);
+		else if (k->type == CULL_ACTION)
+			cJSON_AddStringToObject(o, k->name, cull_action_names[r->action]);
+		else if (k->type == CULL_BOOL)
+			cJSON_AddBoolToObject(o, k->name, *(const bool *)field);
+		else
+			cJSON_AddNumberToObject(o, k->name, *(const double *)(const void *)field);
+	}
+	return o;
+}
+
+static cJSON *print_cull(const struct gw_cfg *c)
+{
+	return cull_json(&c->cull, ~0u);
+}
+
+void gw_cfg_cull_rules(const struct gw_cfg *c, const char *profile, struct gw_cull_rules *out)
+{
+	const struct gw_cull_override *ov = NULL;
+
+	*out = c->cull;
+	for (int i = 0; profile && c->profile_cull && i < c->n_profiles; i++)
+		if (!strcmp(c->profiles[i].name, profile))
+			ov = &c->profile_cull[i];
+	if (!ov)
+		return;
+	for (size_t i = 0; i < CULL_NKEYS; i++) {
+		const struct cull_key *k = &cull_keys[i];
+		size_t sz = k->type == CULL_SECONDS ? sizeof(int64_t) :
+			    k->type == CULL_ACTION ? sizeof(int) :
+			    k->type == CULL_BOOL ? sizeof(bool) : sizeof(double);
+
+		if (ov->set & k->bit)
+			memcpy((char *)out + k->off, (const char *)&ov->v + k->off, sz);
+	}
+}
+
 /* ---- profiles ---- */
 
 static void profile_clear(struct spawner_profile *p)
@@ -209,7 +418,7 @@ static int profile_ident_ok(const char *k, const char *v, const char *where, str
 		return err_set(err, EINVAL, "%s: expected \"none\" or \"egress\"", where);
 	if (strcmp(k, "name") != 0 && strcmp(k, "image") != 0 && strcmp(k, "network") != 0)
 		return err_set(err, EINVAL, "%s: unknown key (allowed: name, display_name, "
-			       "image, cpu, memory, pids, gpus, gpu_model, network)", where);
+			       "image, cpu, memory, pids, gpus, gpu_model, network, cull)", where);
 	return 0;
 }
 
@@ -266,7 +475,17 @@ static int profile_key(struct spawner_profile *p, const cJSON *it, const char *w
 static const char *const profile_strs[] = { "name", "display_name", "image", "gpu_model",
 					    "network" };
 
-static int profile_parse(const cJSON *o, int i, struct spawner_profile *p, struct err **err)
+/* True when a member before it in object o has the same key. */
+static bool key_repeated(const cJSON *o, const cJSON *it)
+{
+	for (const cJSON *q = o->child; q != it; q = q->next)
+		if (!strcmp(q->string, it->string))
+			return true;
+	return false;
+}
+
+static int profile_parse(const cJSON *o, int i, struct spawner_profile *p,
+			 struct gw_cull_override *ov, struct err **err)
 {
 	const char *s[5] = { NULL, NULL, NULL, "", "none" };
 	const cJSON *it;
@@ -278,9 +497,13 @@ static int profile_parse(const cJSON *o, int i, struct spawner_profile *p, struc
 		const char *val = NULL;
 		size_t k;
 
-		for (const cJSON *q = o->child; q != it; q = q->next)
-			if (!strcmp(q->string, it->string))
-				return err_set(err, EINVAL, "%s: duplicate key", where);
+		if (key_repeated(o, it))
+			return err_set(err, EINVAL, "%s: duplicate key", where);
+		if (!strcmp(it->string, "cull")) {
+			if (cull_parse(it, where, false, ov, err) < 0)
+				return -EINVAL;
+			continue;
+		}
 		if (profile_key(p, it, where, &val, err) < 0)
 			return -EINVAL;
 		for (k = 0; val && k < sizeof(profile_strs) / sizeof(profile_strs[0]); k++)
@@ -306,14 +529,16 @@ static int parse_profiles(struct gw_cfg *c, const cJSON *v, struct err **err)
 {
 	int n = cJSON_GetArraySize(v), i = 0;
 	struct spawner_profile *ps;
+	struct gw_cull_override *ov;
 	const cJSON *it;
 
 	if (!cJSON_IsArray(v) || n < 1 || n > PROFILES_MAX)
 		return err_set(err, EINVAL, "expected a list of 1..%d profile objects",
 			       PROFILES_MAX);
 	ps = xcalloc((size_t)n, sizeof(*ps));
+	ov = xcalloc((size_t)n, sizeof(*ov));
 	cJSON_ArrayForEach(it, v) {
-		if (profile_parse(it, i, &ps[i], err) < 0)
+		if (profile_parse(it, i, &ps[i], &ov[i], err) < 0)
 			goto fail;
 		for (int k = 0; k < i; k++)
 			if (!strcmp(ps[k].name, ps[i].name)) {
@@ -324,11 +549,14 @@ static int parse_profiles(struct gw_cfg *c, const cJSON *v, struct err **err)
 		i++;
 	}
 	profiles_free(c->profiles, c->n_profiles);
+	free(c->profile_cull);
 	c->profiles = ps;
+	c->profile_cull = ov;
 	c->n_profiles = n;
 	return 0;
 fail:
 	profiles_free(ps, n);
+	free(ov);
 	return -EINVAL;
 }
 
@@ -363,6 +591,9 @@ static cJSON *print_profiles(const struct gw_cfg *c)
 		cJSON_AddNumberToObject(o, "gpus", p->gpus);
 		cJSON_AddStringToObject(o, "gpu_model", p->gpu_model ? p->gpu_model : "");
 		cJSON_AddStringToObject(o, "network", p->network);
+		if (c->profile_cull && c->profile_cull[i].set)
+			cJSON_AddItemToObject(o, "cull", cull_json(&c->profile_cull[i].v,
+								   c->profile_cull[i].set));
 		cJSON_AddItemToArray(a, o);
 	}
 	return a;
@@ -435,6 +666,8 @@ const struct gw_cfg_json_entry gw_cfg_json_table[] = {
 	  "launch profiles users pick from (first = default)" },
 	{ "quota", default_quota, parse_quota, print_quota,
 	  "per-user limits over live servers; 0 or absent = unlimited" },
+	{ "cull", default_cull, parse_cull, print_cull,
+	  "idle culling: idle_timeout, max_age, action, ...; profiles may override" },
 	{ NULL },
 };
 
@@ -472,6 +705,8 @@ int gw_cfg_json_defaults(struct gw_cfg *c, struct err **err)
 void gw_cfg_json_free(struct gw_cfg *c)
 {
 	profiles_free(c->profiles, c->n_profiles);
+	free(c->profile_cull);
+	c->profile_cull = NULL;
 	c->profiles = NULL;
 	c->n_profiles = 0;
 	memset(&c->quota, 0, sizeof(c->quota));

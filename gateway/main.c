@@ -26,6 +26,7 @@
 #include "gateway/api.h"
 #include "gateway/auth.h"
 #include "gateway/config.h"
+#include "gateway/culler.h"
 #include "gateway/doctor.h"
 #include "gateway/gw.h"
 #include "gateway/metrics.h"
@@ -675,7 +676,8 @@ static int make_spawner(struct gw *gw, struct gw_servers *sv, struct err **err)
 	return gw_servers_adopt(gw, err);
 }
 
-static int serve_run(struct gw *gw, struct gw_servers *sv, struct err **err)
+static int serve_run(struct gw *gw, struct gw_servers *sv, struct gw_culler **culler,
+		     struct err **err)
 {
 	if ((gw->auth = auth_new(gw->cfg, err)) == NULL)
 		return -1;
@@ -684,6 +686,7 @@ static int serve_run(struct gw *gw, struct gw_servers *sv, struct err **err)
 	gw->metrics = gw_metrics_new();
 	if (first_start(gw, err) < 0 || gw_init(gw, err) < 0 || make_spawner(gw, sv, err) < 0)
 		return -1;
+	*culler = gw_culler_new(gw);
 	return gw_serve(gw, err);
 }
 
@@ -691,6 +694,7 @@ static int cmd_serve(struct cli *cli, struct err **err)
 {
 	struct gw gw = { .cfg = &cli->cfg, .started_ms = time_now_ms() };
 	struct gw_servers *sv = gw_servers_new(&gw);
+	struct gw_culler *culler = NULL;
 	int r;
 
 	log_setup((enum log_level)cli->cfg.log_level, (enum log_format)cli->cfg.log_format);
@@ -699,7 +703,8 @@ static int cmd_serve(struct cli *cli, struct err **err)
 	r = open_state(cli, err);
 	gw.db = cli->db;
 	if (r >= 0)
-		r = serve_run(&gw, sv, err);
+		r = serve_run(&gw, sv, &culler, err);
+	gw_culler_free(culler); /* its timer lives in the lws context */
 	gw_servers_free(sv);
 	spawner_free(gw.spawner);
 	work_pool_free(gw.work);

@@ -35,6 +35,16 @@ struct gw_metrics {
 	atomic_uint_fast64_t spawn_bucket[GW_METRICS_SPAWN_BUCKETS + 1];
 	atomic_uint_fast64_t spawn_count;
 	atomic_uint_fast64_t spawn_sum_us;
+	atomic_uint_fast64_t cull[SPAWNER_CKPT_MODE_COUNT][GW_METRICS_CULL_REASONS];
+};
+
+/* Label values of nbgate_cull_total (the config names of the actions). */
+static const char *const cull_actions[SPAWNER_CKPT_MODE_COUNT] = {
+	[SPAWNER_CKPT_CRIU] = "checkpoint", [SPAWNER_CKPT_COMMIT] = "commit",
+	[SPAWNER_CKPT_STOP] = "stop",
+};
+static const char *const cull_reasons[GW_METRICS_CULL_REASONS] = {
+	[GW_METRICS_CULL_IDLE] = "idle", [GW_METRICS_CULL_MAX_AGE] = "max_age",
 };
 
 struct gw_metrics *gw_metrics_new(void)
@@ -103,6 +113,14 @@ void gw_metrics_spawn_failed(struct gw_metrics *m)
 		atomic_fetch_add_explicit(&m->spawn_failed, 1, memory_order_relaxed);
 }
 
+void gw_metrics_cull(struct gw_metrics *m, int action, int reason)
+{
+	if (!m || action < 0 || action >= SPAWNER_CKPT_MODE_COUNT || reason < 0 ||
+	    reason >= GW_METRICS_CULL_REASONS)
+		return;
+	atomic_fetch_add_explicit(&m->cull[action][reason], 1, memory_order_relaxed);
+}
+
 static uint64_t ld(atomic_uint_fast64_t *v)
 {
 	return atomic_load_explicit(v, memory_order_relaxed);
@@ -164,6 +182,17 @@ static void render_spawn(struct gw_metrics *m, struct buf *out)
 		    (unsigned long long)ld(&m->spawn_failed));
 }
 
+static void render_cull(struct gw_metrics *m, struct buf *out)
+{
+	metric_head(out, "nbgate_cull_total", "counter",
+		    "Servers the idle culler acted on, by action and reason.");
+	for (int a = 0; a < SPAWNER_CKPT_MODE_COUNT; a++)
+		for (int r = 0; r < GW_METRICS_CULL_REASONS; r++)
+			buf_appendf(out, "nbgate_cull_total{action=\"%s\",reason=\"%s\"} %llu\n",
+				    cull_actions[a], cull_reasons[r],
+				    (unsigned long long)ld(&m->cull[a][r]));
+}
+
 void gw_metrics_render_values(struct gw_metrics *m, int64_t routes, int64_t active_users,
 			      struct buf *out)
 {
@@ -175,6 +204,7 @@ void gw_metrics_render_values(struct gw_metrics *m, int64_t routes, int64_t acti
 		    "Users with activity in the last 5 minutes.");
 	buf_appendf(out, "nbgate_active_users %lld\n", (long long)active_users);
 	render_spawn(m, out);
+	render_cull(m, out);
 }
 
 /* Distinct users whose servers saw activity recently (servers are listed

@@ -38,6 +38,13 @@ void gw_metrics_ws_close(struct gw_metrics *m);
 void gw_metrics_spawn(struct gw_metrics *m, double seconds);
 /* One failed spawn (counted separately; not in the histogram). */
 void gw_metrics_spawn_failed(struct gw_metrics *m);
+/*
+ * The culler acted on a server (gateway/culler.c): action is an enum
+ * spawner_ckpt_mode (rendered "checkpoint", "commit", "stop"), reason
+ * GW_METRICS_CULL_IDLE or GW_METRICS_CULL_MAX_AGE; others are ignored.
+ */
+enum { GW_METRICS_CULL_IDLE, GW_METRICS_CULL_MAX_AGE, GW_METRICS_CULL_REASONS };
+void gw_metrics_cull(struct gw_metrics *m, int action, int reason);
 
 /*
  * Appends the Prometheus text exposition of every metric to out: the

@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "gateway/activity.h"
 #include "gateway/config.h"
 #include "gateway/conn_internal.h"
 #include "gateway/metrics.h"
@@ -114,6 +115,9 @@ void gw__ws_pump(struct gw_conn *c, struct gw_up *up)
 		}
 		if (!ws_check_frame(c, &h))
 			return;
+		if (h.opcode < 8) /* data frames only: pings keep nothing alive */
+			gw_activity_ws_frame(c->core->gw, c->user, c->server, c->log_path,
+					     time_mono_ms() - c->t_start);
 		buf_append(&up->out, c->in.data, h.hdr_len);
 		buf_consume(&c->in, h.hdr_len);
 		c->ws.frame_left = h.payload_len;
@@ -157,6 +161,9 @@ static bool ws_tx_frame(struct gw_up *up, const struct ws_frame_hdr *h)
 	}
 	gw__proxy_forward(up, (const char *)t->hdr, h->hdr_len);
 	t->frame_left = h->payload_len;
+	if (h->opcode < 8)
+		gw_activity_ws_frame(c->core->gw, c->user, c->server, c->log_path,
+				     time_mono_ms() - c->t_start);
 	if (h->opcode == WS_CLOSE) {
 		t->close_seen = true; /* its payload still passes; nothing after it */
 		log_debug("'%s': server closed the WebSocket", c->ip);
