@@ -3,6 +3,8 @@
  * API handlers (api_users.c, api_servers.c, api_tokens.c, api_groups.c)
  * and its HTML pages (pages.c). Not used outside those files.
  *
+ * (api_checkpoints.c: checkpoint, resume and the checkpoint catalog.)
+ *
  * A handler receives the request and the path parameters the router
  * matched, and must answer exactly once through gw_send() (now, or later
  * after gw_conn_ref() for asynchronous work). The hub__ helpers below build
@@ -167,6 +169,11 @@ void hub__page_health(struct gw *gw, struct gw_conn *c, const struct gw_request 
 		      const struct hub_match *m);
 void hub__page_metrics(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
 		       const struct hub_match *m);
+/* 200 "Resuming your server" for a browser navigating to srv while it is
+ * put away (gateway/hold.c decides): follows srv's progress stream and
+ * goes back to the request's URL when ready. no-store. */
+void hub__page_resuming(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+			const struct spawner_server *srv);
 
 /* ---- handlers: api_users.c ---- */
 void hub__api_root(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
@@ -222,6 +229,26 @@ void hub__api_server_logs(struct gw *gw, struct gw_conn *c, const struct gw_requ
  */
 int hub__log_tail(const char *path, long lines, size_t max_bytes, char **out,
 		  struct err **err);
+
+/* ---- handlers: api_checkpoints.c ---- */
+/* POST .../server[s/{name}]/checkpoint {"mode": "criu"|"commit"|"stop"}
+ * (default criu): 202 {"state", "checkpoint_mode"}; 400 unknown field or
+ * mode (named), 404, 409 not running, 507 the disk checks refused it. */
+void hub__api_server_checkpoint(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+				const struct hub_match *m);
+/* POST .../resume: 202 {"state"} (begun, or pending after a checkpoint),
+ * 200 already running, 404, 409 stopped/failed ("start it instead"). */
+void hub__api_server_resume(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+			    const struct hub_match *m);
+/* GET .../checkpoints: 200 [{"id", "mode", "state", "size", "created",
+ * "image", "profile", "reason", "message"}] newest first; 404. */
+void hub__api_checkpoints_list(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+			       const struct hub_match *m);
+/* DELETE .../checkpoints/{id}: 204; 404 unknown server or checkpoint; 409
+ * the checkpoint a suspended server resumes from, or one in use. The last
+ * path parameter is the id (routes with and without a server name). */
+void hub__api_checkpoint_delete(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+				const struct hub_match *m);
 
 /* ---- handlers: api_tokens.c ---- */
 void hub__api_tokens_list(struct gw *gw, struct gw_conn *c, const struct gw_request *req,

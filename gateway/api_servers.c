@@ -166,8 +166,11 @@ struct cJSON *hub__server_model(const struct spawner_server *srv)
 	char *progress = *srv->name ?
 		xasprintf("/hub/api/users/%s/servers/%s/progress", u, s) :
 		xasprintf("/hub/api/users/%s/server/progress", u);
+	/* JupyterHub's pending: a restore is a spawn, a checkpoint a stop; a
+	 * suspended server has none ("state": "suspended", "ready": false) */
 	const char *pending = srv->state == SPAWNER_STARTING || srv->state == SPAWNER_RESTORING ?
-		"spawn" : srv->state == SPAWNER_STOPPING ? "stop" : NULL;
+		"spawn" : srv->state == SPAWNER_STOPPING || srv->state == SPAWNER_CHECKPOINTING ?
+		"stop" : NULL;
 
 	opts = srv->user_options ? cJSON_Parse(srv->user_options) : NULL;
 	cJSON_AddStringToObject(j, "name", srv->name);
@@ -188,6 +191,9 @@ struct cJSON *hub__server_model(const struct spawner_server *srv)
 				  cJSON_CreateString(srv->server_type) : cJSON_CreateNull());
 	cJSON_AddItemToObject(j, "message", srv->state == SPAWNER_FAILED && srv->message ?
 				  cJSON_CreateString(srv->message) : cJSON_CreateNull());
+	/* issue 4: what set last_activity ("proxy", "kernel", "terminal", ...) */
+	cJSON_AddItemToObject(j, "activity_source", srv->activity_source ?
+				  cJSON_CreateString(srv->activity_source) : cJSON_CreateNull());
 	free(url);
 	free(u);
 	free(s);

@@ -56,7 +56,10 @@ static void add_servers(struct gw *gw, const struct gw_request *req, const char 
 
 	for (s = gw->spawner ? spawner_server_next(gw->spawner, NULL) : NULL; s;
 	     s = spawner_server_next(gw->spawner, s)) {
-		if (strcmp(s->user, name) != 0 || !spawner_state_is_live(s->state))
+		/* a suspended server is listed too (state "suspended"): it comes
+		 * back on the next request, unlike a stopped one */
+		if (strcmp(s->user, name) != 0 ||
+		    (!spawner_state_is_live(s->state) && s->state != SPAWNER_SUSPENDED))
 			continue;
 		if (!scopes_allow(req->who->scopes, "read:servers", name, s->name,
 				  (const char *const *)req->who->groups) &&
@@ -67,8 +70,9 @@ static void add_servers(struct gw *gw, const struct gw_request *req, const char 
 			continue;
 		if (s->state == SPAWNER_RUNNING)
 			url = spawner_base_url(name, "");
-		pending = s->state == SPAWNER_STARTING ? "spawn" :
-			  s->state == SPAWNER_STOPPING ? "stop" : NULL;
+		pending = s->state == SPAWNER_STARTING || s->state == SPAWNER_RESTORING ? "spawn" :
+			  s->state == SPAWNER_STOPPING || s->state == SPAWNER_CHECKPOINTING ?
+			  "stop" : NULL;
 	}
 	cJSON_AddItemToObject(model, "server", url ? cJSON_CreateString(url) : cJSON_CreateNull());
 	cJSON_AddItemToObject(model, "pending",

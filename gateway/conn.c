@@ -32,6 +32,7 @@
 #include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/conn_internal.h"
+#include "gateway/hold.h"
 #include "gateway/metrics.h"
 
 /* Hub pages use no inline script or style (notes/hub.md). */
@@ -212,6 +213,7 @@ static void conn_free(struct gw_conn *c)
 	free(c->user);
 	free(c->server);
 	free(c->strip);
+	free(c->hold_msg);
 	gw__conn_auth_forget(c);
 	free(c);
 }
@@ -275,6 +277,10 @@ static bool conn_wants_rx(const struct gw_conn *c)
 	case GW_CS_PROXY:
 		return c->body_left > 0 && c->in.len < GW_PENDING_MAX;
 	case GW_CS_TUNNEL:
+		return c->in.len < GW_PENDING_MAX;
+	case GW_CS_HOLD:
+		/* keep reading (bounded) so that a client that goes away is
+		 * noticed; what it sends waits in c->in behind the head */
 		return c->in.len < GW_PENDING_MAX;
 	default:
 		return false; /* one request at a time: the next one waits */
@@ -554,8 +560,38 @@ void gw__conn_flush_now(struct gw_conn *c)
 		lws_callback_on_writable(c->wsi);
 }
 
+/*
+ * A parked request's verdict (gateway/hold.c): dispatch it again from its
+ * head as if it had just arrived, or answer 503 (JSON, Retry-After).
+ */
+static void hold_done(struct gw_conn *c)
+{
+	char *msg = c->hold_msg;
+
+	c->hold_msg = NULL;
+	if (c->hold_verdict == GW_HOLD_RELEASE) {
+		c->st = GW_CS_HEAD;
+		c->nreq--; /* process_head counts it again */
+		gw__conn_set_timer(c, cfg_of(c)->header_timeout);
+		gw__conn_process(c);
+	} else {
+		c->st = GW_CS_HUB_WAIT;
+		buf_consume(&c->in, c->hold_head_len);
+		char ra[32];
+
+		snprintf(ra, sizeof(ra), "Retry-After: %d", GW_HOLD_RETRY_AFTER_S);
+		gw__conn_error(c, "/hub/api/", 503, false, msg ? msg : "server not available", ra);
+	}
+	free(msg);
+}
+
 int gw__conn_writeable(struct gw_conn *c)
 {
+	if (c->st == GW_CS_HOLD) {
+		if (c->hold_verdict != GW_HOLD_PARKED)
+			hold_done(c);
+		return 0;
+	}
 	if (c->out.len) {
 		if (conn_flush(c) < 0)
 			return -1;

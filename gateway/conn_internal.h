@@ -60,6 +60,8 @@ enum gw_conn_state {
 	GW_CS_PROXY,     /* request proxied to c->up */
 	GW_CS_TUNNEL,    /* WebSocket tunnel with c->up */
 	GW_CS_LINGER,    /* final bytes sent, draining input before close */
+	GW_CS_HOLD,      /* request parked until its server is back (hold.c);
+			  * the head stays in c->in and is dispatched again */
 };
 
 struct gw_core {
@@ -200,6 +202,11 @@ struct gw_conn {
 	int64_t sul_at;                 /* mono ms sul is armed for, 0 = not armed */
 	int64_t body_start, body_last;  /* mono ms */
 	uint64_t body_got;
+	/* GW_CS_HOLD (gateway/hold.c): the verdict arrives by a writeable
+	 * callback, so that hold.c needs nothing of the core but fields */
+	enum { GW_HOLD_PARKED, GW_HOLD_RELEASE, GW_HOLD_FAIL } hold_verdict;
+	size_t hold_head_len;           /* the parked request's head in c->in */
+	char *hold_msg;                 /* owned: GW_HOLD_FAIL's 503 message */
 };
 
 /* ---- conn.c ---- */
@@ -308,6 +315,11 @@ int gw__proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 		       void *in, size_t len);
 /* Closes every idle pooled upstream socket (shutdown). */
 void gw__proxy_pool_flush(struct gw_core *core);
+/* Closes every connection to `upstream`: pooled ones, and client
+ * connections proxied or tunnelled there (killed: clients reconnect).
+ * Before a checkpoint: CRIU cannot dump a Unix stream socket whose peer
+ * (this process) stays outside the dump. */
+void gw__proxy_drop_upstream(struct gw_core *core, const char *upstream);
 /* Queues bytes of the upstream's answer for the client (metrics counted). */
 void gw__proxy_forward(struct gw_up *up, const char *p, size_t n);
 

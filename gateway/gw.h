@@ -40,6 +40,9 @@ struct gw {
 	struct work_pool *work;
 	int64_t started_ms;          /* wall clock, ms */
 	bool stopping;
+	/* gw_close_upstream() once the core runs (server.c), else NULL: a
+	 * pointer, so that handler code calling it does not link the core */
+	void (*close_upstream)(struct gw *gw, const char *upstream);
 };
 
 /* One client connection (opaque). Reference-counted so that an async
@@ -132,6 +135,15 @@ void gw_hub_user_host(struct gw *gw, struct gw_conn *c, const struct gw_request 
  * right now (the logout request itself) gets its answer, then closes.
  */
 void gw_close_sessions_of(struct gw *gw, const char *auth_handle);
+
+/*
+ * Closes every connection to the upstream `upstream` ("unix:/..."):
+ * keep-alive ones, and client connections proxied or tunnelled there
+ * (their clients reconnect, and are held while the server is away).
+ * Before a checkpoint: CRIU cannot dump a Unix stream socket whose peer,
+ * this process, stays outside the dump. Event-loop thread.
+ */
+void gw_close_upstream(struct gw *gw, const char *upstream);
 
 /* HTML-escapes s (& < > " ' `) into a new string; caller frees. */
 char *gw_html_escape(const char *s);

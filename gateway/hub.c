@@ -72,6 +72,20 @@ const struct hub_route hub__routes[] = {
 	{ HTTP_DELETE, S, hub__api_server_stop, HUB_API | HUB_AUTH, "delete:servers" },
 	{ HTTP_GET, S "/progress", hub__api_server_progress, HUB_API | HUB_AUTH, "read:servers" },
 	{ HTTP_GET, U "/server/logs", hub__api_server_logs, HUB_API | HUB_AUTH, "read:servers" },
+	/* checkpoints (issue 4, api_checkpoints.c) */
+	{ HTTP_POST, U "/server/checkpoint", hub__api_server_checkpoint, HUB_API | HUB_AUTH,
+	  "servers" },
+	{ HTTP_POST, S "/checkpoint", hub__api_server_checkpoint, HUB_API | HUB_AUTH, "servers" },
+	{ HTTP_POST, U "/server/resume", hub__api_server_resume, HUB_API | HUB_AUTH, "servers" },
+	{ HTTP_POST, S "/resume", hub__api_server_resume, HUB_API | HUB_AUTH, "servers" },
+	{ HTTP_GET, U "/server/checkpoints", hub__api_checkpoints_list, HUB_API | HUB_AUTH,
+	  "read:servers" },
+	{ HTTP_GET, S "/checkpoints", hub__api_checkpoints_list, HUB_API | HUB_AUTH,
+	  "read:servers" },
+	{ HTTP_DELETE, U "/server/checkpoints/{}", hub__api_checkpoint_delete, HUB_API | HUB_AUTH,
+	  "servers" },
+	{ HTTP_DELETE, S "/checkpoints/{}", hub__api_checkpoint_delete, HUB_API | HUB_AUTH,
+	  "servers" },
 	{ HTTP_GET, S "/logs", hub__api_server_logs, HUB_API | HUB_AUTH, "read:servers" },
 	{ HTTP_GET, U "/tokens", hub__api_tokens_list, HUB_API | HUB_AUTH, "read:tokens" },
 	{ HTTP_POST, U "/tokens", hub__api_tokens_create, HUB_API | HUB_AUTH, "tokens" },
@@ -192,10 +206,14 @@ void hub__send_err(struct gw_conn *c, struct err **err)
 {
 	int status = err_http_status(*err);
 
-	if (status >= 500)
+	/* 507: the disk checks before a dump, whose message (free space,
+	 * estimate, quota) is written for the user */
+	bool user_msg = status < 500 || status == 507;
+
+	if (!user_msg)
 		log_err("request failed: %s", (*err)->msg);
 	/* 5xx messages may carry internals (paths, SQL); clients get a generic one */
-	hub__send_error(c, status, "%s", status >= 500 ? "internal error" : (*err)->msg);
+	hub__send_error(c, status, "%s", user_msg ? (*err)->msg : "internal error");
 	err_free(err);
 }
 

@@ -534,13 +534,78 @@ static char *open_url(const char *base, const struct spawner_server *srv)
 	return xasprintf("%s%s", base, lab ? "lab" : "");
 }
 
-/* The state cell: state, profile and, for a failed server, why. */
-static void state_cell(struct buf *b, const struct spawner_server *srv)
+/* "2024-01-02T03:04:05.678Z (proxy)", or "" when never active. */
+static void activity_text(struct buf *b, const struct spawner_server *srv)
+{
+	cJSON *t = hub__iso_time(srv ? srv->last_activity_ms : 0);
+
+	if (cJSON_IsString(t)) {
+		put_esc(b, t->valuestring);
+		if (srv->activity_source) {
+			buf_appends(b, " (");
+			put_esc(b, srv->activity_source);
+			buf_appends(b, ")");
+		}
+	}
+	cJSON_Delete(t);
+}
+
+/* "12.3 MiB" */
+static void size_text(struct buf *b, int64_t n)
+{
+	if (n >= (1LL << 30))
+		buf_appendf(b, "%.1f GiB", (double)n / (double)(1LL << 30));
+	else if (n >= (1LL << 20))
+		buf_appendf(b, "%.1f MiB", (double)n / (double)(1LL << 20));
+	else
+		buf_appendf(b, "%lld KiB", (long long)((n + 1023) / 1024));
+}
+
+/* A suspended server's checkpoints: mode, size, time, state (newest first). */
+static void checkpoints_list(struct gw *gw, struct buf *b, const struct spawner_server *srv)
+{
+	struct spawner_checkpoint *v = NULL;
+	struct err *err = NULL;
+	int n = 0;
+	cJSON *t;
+
+	if (spawner_checkpoints_list(gw->spawner, srv, &v, &n, &err) < 0) {
+		log_warn("cannot list checkpoints of '%s/%s': %s", srv->user, srv->name, err->msg);
+		err_free(&err);
+		return;
+	}
+	if (n > 0)
+		buf_appends(b, "<ul class=\"checkpoints\">");
+	for (int i = 0; i < n; i++) {
+		t = hub__iso_time(v[i].created_ms);
+		buf_appends(b, "<li>");
+		put_esc(b, spawner_ckpt_mode_name(v[i].mode));
+		buf_appends(b, ", ");
+		size_text(b, v[i].size_bytes);
+		buf_appends(b, ", ");
+		put_esc(b, cJSON_IsString(t) ? t->valuestring : "");
+		buf_appends(b, " (");
+		put_esc(b, v[i].state ? v[i].state : "");
+		buf_appends(b, ")</li>");
+		cJSON_Delete(t);
+	}
+	if (n > 0)
+		buf_appends(b, "</ul>");
+	spawner_checkpoints_free(v, n);
+}
+
+/* The state cell: state, profile, last activity and its source, and for
+ * a failed server why; a suspended server lists its checkpoints. */
+static void state_cell(struct gw *gw, struct buf *b, const struct spawner_server *srv)
 {
 	buf_appends(b, "</td><td class=\"state\">");
 	put_esc(b, srv ? spawner_state_name(srv->state) : "stopped");
+	if (srv && srv->state == SPAWNER_SUSPENDED && gw && gw->spawner)
+		checkpoints_list(gw, b, srv);
 	buf_appends(b, "</td><td>");
 	put_esc(b, srv && srv->profile ? srv->profile : "");
+	buf_appends(b, "</td><td class=\"activity\">");
+	activity_text(b, srv);
 	buf_appends(b, "</td><td><progress max=\"100\" value=\"0\" hidden></progress> "
 		    "<span class=\"msg\">");
 	if (srv && srv->state == SPAWNER_FAILED && srv->message) {
@@ -550,8 +615,9 @@ static void state_cell(struct buf *b, const struct spawner_server *srv)
 	buf_appends(b, "</span></td><td>");
 }
 
-/* One server row with start/stop/open buttons (app.js drives them). */
-static void server_row(struct buf *b, const char *user, const char *name,
+/* One server row with start/stop/open buttons (app.js drives them); a
+ * suspended server gets a Resume button instead of Start. */
+static void server_row(struct gw *gw, struct buf *b, const char *user, const char *name,
 		       const struct spawner_server *srv)
 {
 	char *u = spawner_url_segment(user), *s = spawner_url_segment(name);
@@ -561,15 +627,21 @@ static void server_row(struct buf *b, const char *user, const char *name,
 
 	buf_appends(b, "<tr><td>");
 	put_esc(b, *name ? name : "(default)");
-	state_cell(b, srv);
-	buf_appends(b, "<button data-action=\"start\" data-api=\"");
+	state_cell(gw, b, srv);
+	if (srv && (srv->state == SPAWNER_SUSPENDED || srv->state == SPAWNER_CHECKPOINTING))
+		buf_appends(b, "<button data-action=\"resume\" data-api=\"");
+	else
+		buf_appends(b, "<button data-action=\"start\" data-api=\"");
 	put_esc(b, api);
 	buf_appends(b, "\" data-url=\"");
 	put_esc(b, open);
 	/* a restart keeps the profile it was started with */
 	buf_appends(b, "\" data-options=\"");
 	put_esc(b, srv && srv->user_options ? srv->user_options : "{}");
-	buf_appends(b, "\">Start</button> <button data-action=\"stop\" data-api=\"");
+	buf_appends(b, srv && (srv->state == SPAWNER_SUSPENDED ||
+			       srv->state == SPAWNER_CHECKPOINTING) ? "\">Resume</button> " :
+		    "\">Start</button> ");
+	buf_appends(b, "<button data-action=\"stop\" data-api=\"");
 	put_esc(b, api);
 	buf_appends(b, "\">Stop</button> <a href=\"");
 	put_esc(b, open);
@@ -636,17 +708,18 @@ void hub__page_home(struct gw *gw, struct gw_conn *c, const struct gw_request *r
 
 	buf_init(&b, PAGE_MAX);
 	buf_appends(&b, "<h1>My servers</h1><table class=\"servers\"><thead><tr><th>Name</th>"
-		    "<th>State</th><th>Profile</th><th>Progress</th><th></th></tr></thead>"
+		    "<th>State</th><th>Profile</th><th>Last activity</th><th>Progress</th><th></th>"
+		    "</tr></thead>"
 		    "<tbody>\n");
 	for (s = gw->spawner ? spawner_server_next(gw->spawner, NULL) : NULL; s;
 	     s = spawner_server_next(gw->spawner, s)) {
 		if (strcmp(s->user, me) != 0)
 			continue;
 		have_default |= s->name[0] == '\0';
-		server_row(&b, me, s->name, s);
+		server_row(gw, &b, me, s->name, s);
 	}
 	if (!have_default)
-		server_row(&b, me, "", NULL);
+		server_row(gw, &b, me, "", NULL);
 	buf_appends(&b, "</tbody></table>\n");
 	spawn_form(gw, &b, me);
 	page_send(gw, c, req, 200, &p, b.data);
@@ -721,11 +794,11 @@ static void admin_user_row(struct gw *gw, struct buf *b, const struct users_user
 	     s = spawner_server_next(gw->spawner, s)) {
 		if (strcmp(s->user, u->name) != 0)
 			continue;
-		server_row(b, u->name, s->name, s);
+		server_row(gw, b, u->name, s->name, s);
 		any = true;
 	}
 	if (!any)
-		server_row(b, u->name, "", NULL);
+		server_row(gw, b, u->name, "", NULL);
 	buf_appends(b, "</table></td></tr>\n");
 }
 
@@ -766,6 +839,47 @@ static bool wants_html(const struct gw_request *req)
 	return h && memmem(h->value, h->value_len, "text/html", 9) != NULL;
 }
 
+/* ---- "Resuming your server" (the hold logic is in hold.c) ---- */
+
+/*
+ * 200 "Resuming your server": progress from the server's progress stream
+ * (app.js), then the original URL again; says so when the restore failed
+ * and a fresh server starts instead (the stream's message). no-store: the
+ * page must never stand in for the server's own page in a cache.
+ */
+void hub__page_resuming(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+			const struct spawner_server *srv)
+{
+	struct page p = { .title = "Resuming your server", .no_store = true };
+	char *u = spawner_url_segment(srv->user), *s = spawner_url_segment(srv->name);
+	char *progress = *srv->name ?
+		xasprintf("/hub/api/users/%s/servers/%s/progress", u, s) :
+		xasprintf("/hub/api/users/%s/server/progress", u);
+	const struct http_req *h = req->http;
+	char *back = xasprintf("%s%s%s", h->path.encoded, h->query ? "?" : "",
+			       h->query ? h->query : "");
+	struct buf b;
+
+	buf_init(&b, PAGE_MAX);
+	buf_appends(&b, "<h1>Resuming your server</h1><div class=\"resuming\" data-progress=\"");
+	put_esc(&b, progress);
+	buf_appends(&b, "\" data-url=\"");
+	put_esc(&b, back);
+	buf_appends(&b, "\"><p>The server ");
+	put_esc(&b, *srv->name ? srv->name : "(default)");
+	buf_appends(&b, " was put away while it was idle (");
+	put_esc(&b, spawner_state_name(srv->state));
+	buf_appends(&b, "). It is being brought back with its kernels; this page continues "
+		    "to it when it is ready.</p><progress max=\"100\" value=\"0\"></progress> "
+		    "<span class=\"msg\"></span><p class=\"note\" hidden></p></div>\n");
+	page_send(gw, c, req, 200, &p, b.data);
+	buf_release(&b);
+	free(u);
+	free(s);
+	free(progress);
+	free(back);
+}
+
 void gw_hub_not_running(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
 			const char *user, const char *server)
 {
@@ -787,7 +901,8 @@ void gw_hub_not_running(struct gw *gw, struct gw_conn *c, const struct gw_reques
 	buf_appends(&b, " is not running.</p>\n");
 	if (req->who && strcmp(req->who->user, user) == 0) {
 		buf_appends(&b, "<table class=\"servers\"><tbody>");
-		server_row(&b, user, server ? server : "", NULL);
+		server_row(gw, &b, user, server ? server : "",
+			   gw->spawner ? spawner_server_find(gw->spawner, user, server) : NULL);
 		buf_appends(&b, "</tbody></table>\n");
 	}
 	page_send(gw, c, req, 503, &p, b.data);
@@ -798,7 +913,8 @@ void gw_hub_not_running(struct gw *gw, struct gw_conn *c, const struct gw_reques
 
 /* Same-origin assets (no CDN, no inline script: CSP default-src 'self'). */
 static const char static_app_js[] =
-	"/* nbgate hub pages: start/stop/revoke buttons and the spawn progress stream. */\n"
+	"/* nbgate hub pages: start/stop/resume/revoke buttons, the spawn progress stream\n"
+	" * and the \"Resuming your server\" page. */\n"
 	"\"use strict\";\n"
 	"(function () {\n"
 	"  var meta = document.querySelector('meta[name=\"nbgate-xsrf\"]');\n"
@@ -840,12 +956,37 @@ static const char static_app_js[] =
 	"      if (s) s.textContent = res.ok ? \"stopping\" : \"error \" + res.status;\n"
 	"    });\n"
 	"  }\n"
+	"  function resume(btn) {\n"
+	"    call(\"POST\", btn.dataset.api + \"/resume\").then(function (res) {\n"
+	"      if (res.status === 200) { window.location.href = btn.dataset.url; return; }\n"
+	"      if (res.status === 202) { watch(btn); return; }\n"
+	"      return res.json().then(function (j) { say(row(btn), j.message || (\"error \" + res.status)); });\n"
+	"    });\n"
+	"  }\n"
+	"  function resuming(el) {\n"
+	"    var bar = el.querySelector(\"progress\"), note = el.querySelector(\".note\");\n"
+	"    var es = new EventSource(el.dataset.progress), done = false;\n"
+	"    es.onmessage = function (ev) {\n"
+	"      var e = JSON.parse(ev.data), m = e.message || \"\";\n"
+	"      if (typeof e.progress === \"number\") bar.value = e.progress;\n"
+	"      say(el, m);\n"
+	"      if (/restore failed/.test(m)) { note.hidden = false; note.textContent = m; }\n"
+	"      if (e.ready) { done = true; es.close(); window.location.replace(el.dataset.url); }\n"
+	"      if (e.failed) { done = true; es.close(); say(el, \"Failed: \" + m); }\n"
+	"    };\n"
+	"    es.onerror = function () {\n"
+	"      es.close();\n"
+	"      if (!done) setTimeout(function () { window.location.reload(); }, 3000);\n"
+	"    };\n"
+	"  }\n"
+	"  var rz = document.querySelector(\".resuming\");\n"
+	"  if (rz) resuming(rz);\n"
 	"  function revoke(btn) {\n"
 	"    call(\"DELETE\", btn.dataset.api).then(function (res) {\n"
 	"      if (res.ok) row(btn).remove();\n"
 	"    });\n"
 	"  }\n"
-	"  var actions = { start: start, stop: stop, revoke: revoke };\n"
+	"  var actions = { start: start, stop: stop, resume: resume, revoke: revoke };\n"
 	"  document.addEventListener(\"click\", function (ev) {\n"
 	"    var btn = ev.target.closest(\"button[data-action]\");\n"
 	"    if (btn && actions[btn.dataset.action]) { ev.preventDefault(); actions[btn.dataset.action](btn); }\n"
@@ -883,6 +1024,8 @@ static const char static_style_css[] =
 	"form label{display:block;margin:.5em 0}input{padding:.3em;margin-left:.3em}\n"
 	"button{padding:.3em .8em;cursor:pointer}table{border-collapse:collapse;width:100%}\n"
 	"td,th{border-bottom:1px solid #ddd;padding:.4em;text-align:left}\n"
+	".checkpoints{margin:.2em 0;padding-left:1.2em;font-size:.85em;color:#555}\n"
+	".resuming .note{color:#a60}\n"
 	".error{color:#a00}.newtoken code{background:#eee;padding:.2em;word-break:break-all}\n";
 
 static const struct {

@@ -43,6 +43,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/xalloc.h"
+#include "gateway/activity.h"
 #include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/conn_internal.h"
@@ -366,6 +367,40 @@ void gw__proxy_pool_flush(struct gw_core *core)
 	}
 }
 
+void gw__proxy_drop_upstream(struct gw_core *core, const char *upstream)
+{
+	struct gw_up **pp = core ? &core->idle : NULL;
+	int pooled = 0, live = 0;
+
+	if (!core || !upstream)
+		return;
+	while (*pp) {
+		struct gw_up *up = *pp;
+
+		if (up->upstream && strcmp(up->upstream, upstream) == 0) {
+			*pp = up->next_idle;
+			up->next_idle = NULL;
+			up->st = UP_DEAD;
+			up_close(up);
+			pooled++;
+			continue;
+		}
+		pp = &up->next_idle;
+	}
+	for (struct gw_conn *c = core->conns; c; c = c->next)
+		if (c->up && c->up->upstream && strcmp(c->up->upstream, upstream) == 0) {
+			gw__conn_kill(c); /* the browser reconnects; that request is held */
+			live++;
+		}
+	log_info("closed %d pooled and %d client connections to '%s'", pooled, live, upstream);
+}
+
+void gw_close_upstream(struct gw *gw, const char *upstream)
+{
+	if (gw->lws)
+		gw__proxy_drop_upstream(lws_context_user(gw->lws), upstream);
+}
+
 static void up_reset_exchange(struct gw_up *up)
 {
 	buf_reset(&up->out);
@@ -383,8 +418,15 @@ static void up_reset_exchange(struct gw_up *up)
 
 static void touch(struct gw_conn *c)
 {
-	if (c->user && c->server)
-		gw_routes_touch(c->core->gw->routes, c->user, c->server, time_now_ms());
+	int64_t now;
+
+	if (!c->user || !c->server)
+		return;
+	now = time_now_ms();
+	gw_routes_touch(c->core->gw->routes, c->user, c->server, now);
+	/* culling activity; a tunnel's frames are judged in proxy_ws.c */
+	if (c->st != GW_CS_TUNNEL)
+		gw_activity_http(c->core->gw, c->user, c->server, c->method, c->log_path, now);
 }
 
 void gw__proxy_start(struct gw_conn *c, const struct http_req *req, const struct auth_ident *who,

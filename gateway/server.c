@@ -26,6 +26,7 @@
 #include "gateway/api.h"
 #include "gateway/config.h"
 #include "gateway/conn_internal.h"
+#include "gateway/hold.h"
 #include "gateway/route.h"
 #include "gateway/scopes.h"
 #include "gateway/server.h"
@@ -216,6 +217,7 @@ int gw_init(struct gw *gw, struct err **err)
 	core->gw = gw;
 	set_limits(core, gw->cfg);
 	gw->routes = gw_routes_new();
+	gw->close_upstream = gw_close_upstream;
 	if (parse_public_url(core, gw->cfg->public_url, err) < 0 ||
 	    open_access_log(core, gw->cfg->access_log, err) < 0)
 		goto fail;
@@ -626,7 +628,9 @@ static void not_running(struct gw_conn *c, struct http_req *req, const struct au
 	g.tls = c->tls;
 	g.host = host;
 	c->st = GW_CS_HUB_WAIT; /* its body (if any) is not read: the connection closes */
-	gw_hub_not_running(c->core->gw, c, &g, user, server);
+	/* a server put away (checkpoint) resumes; the request waits (hold.h) */
+	if (!gw_hold_not_running(c->core->gw, c, &g, user, server))
+		gw_hub_not_running(c->core->gw, c, &g, user, server);
 }
 
 /* Checks that need no identity: WebSocket handshake and body size. */

@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
+#include "checkpoint/checkpoint.h"
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -19,6 +21,7 @@
 #include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/gw.h"
+#include "gateway/hold.h"
 #include "gateway/metrics.h"
 #include "gateway/route.h"
 #include "gateway/users.h"
@@ -49,6 +52,7 @@ struct sub {
 struct timer {
 	char *key;           /* "user/server" */
 	int64_t start_mono;
+	bool resume;         /* a resume, not a spawn: not in the histogram */
 	char *events[TIMER_MAX_EVENTS]; /* event JSON, oldest first */
 	int nevents;
 	struct timer *next;
@@ -68,6 +72,7 @@ struct gw_servers {
 	size_t nsubs;
 	struct timer *timers;
 	size_t ntimers;
+	struct gw_holds *holds; /* requests waiting for put-away servers */
 };
 
 struct gw_servers *gw_servers_new(struct gw *gw)
@@ -75,6 +80,7 @@ struct gw_servers *gw_servers_new(struct gw *gw)
 	struct gw_servers *sv = xcalloc(1, sizeof(*sv));
 
 	sv->gw = gw;
+	sv->holds = gw_holds_new(gw);
 	return sv;
 }
 
@@ -95,6 +101,7 @@ void gw_servers_free(struct gw_servers *sv)
 
 	if (!sv)
 		return;
+	gw_holds_free(sv->holds);
 	for (s = sv->subs; s; s = sn) {
 		sn = s->next;
 		sub_free(s, true);
@@ -109,6 +116,13 @@ void gw_servers_free(struct gw_servers *sv)
 static struct gw_servers *servers_of(struct gw *gw)
 {
 	return gw->spawner ? gw->spawner->cfg.event_arg : NULL;
+}
+
+struct gw_holds *gw_servers_holds(struct gw *gw)
+{
+	struct gw_servers *sv = servers_of(gw);
+
+	return sv ? sv->holds : NULL;
 }
 
 /* ---- spawn timers (histogram) ---- */
@@ -131,12 +145,13 @@ static struct timer *timer_find(struct gw_servers *sv, const char *user, const c
 }
 
 /* Starts (or restarts) the spawn timer of (user, server), history cleared. */
-static void timer_start(struct gw_servers *sv, const char *user, const char *server)
+static void timer_start(struct gw_servers *sv, const char *user, const char *server,
+			bool resume)
 {
 	struct timer *t = timer_find(sv, user, server);
 
 	if (!t) {
-		if (sv->ntimers >= SERVERS_MAX_TIMERS)
+		if (!sv || sv->ntimers >= SERVERS_MAX_TIMERS)
 			return;
 		t = xcalloc(1, sizeof(*t));
 		t->key = timer_key(user, server);
@@ -145,6 +160,7 @@ static void timer_start(struct gw_servers *sv, const char *user, const char *ser
 		sv->ntimers++;
 	}
 	t->start_mono = time_mono_ms();
+	t->resume = resume;
 	while (t->nevents > 0)
 		free(t->events[--t->nevents]);
 }
@@ -162,7 +178,8 @@ static void timer_event(struct gw_servers *sv, const char *user, const char *ser
 	t->events[t->nevents++] = xstrdup(json);
 }
 
-/* Removes the timer; returns its age in seconds, or -1 if none. */
+/* Removes the timer; returns its age in seconds, or -1 if none (or when
+ * it timed a resume, which is no spawn). */
 static double timer_stop(struct gw_servers *sv, const char *user, const char *server)
 {
 	char *key = timer_key(user, server);
@@ -172,7 +189,8 @@ static double timer_stop(struct gw_servers *sv, const char *user, const char *se
 	for (pp = &sv->timers; (t = *pp); pp = &t->next) {
 		if (strcmp(t->key, key) != 0)
 			continue;
-		age = (double)(time_mono_ms() - t->start_mono) / 1000.0;
+		if (!t->resume)
+			age = (double)(time_mono_ms() - t->start_mono) / 1000.0;
 		*pp = t->next;
 		timer_free(t);
 		sv->ntimers--;
@@ -242,27 +260,40 @@ static void broadcast(struct gw_servers *sv, const struct spawner_server *srv,
 	}
 }
 
+/* A ready server: its route (again) and the spawn histogram. */
+static void apply_ready(struct gw_servers *sv, struct spawner_server *srv)
+{
+	struct gw *gw = sv->gw;
+	struct err *err = NULL;
+	double age;
+
+	/* code-server has no base path: the backend says so per server */
+	if (gw_routes_set_flags(gw->routes, srv->user, srv->name, srv->upstream,
+				srv->strip_prefix ? GW_ROUTE_STRIP_PREFIX : 0, &err) < 0) {
+		log_err("cannot publish route for '%s/%s': %s", srv->user, srv->name, err->msg);
+		err_free(&err);
+	}
+	age = timer_stop(sv, srv->user, srv->name);
+	if (age >= 0)
+		gw_metrics_spawn(gw->metrics, age);
+}
+
 /* Route and token bookkeeping for one event. */
 static void apply_event(struct gw_servers *sv, struct spawner_server *srv,
 			const struct spawner_event *ev)
 {
 	struct gw *gw = sv->gw;
 	struct err *err = NULL;
-	double age;
 
 	if (ev->ready && srv->upstream) {
-		/* code-server has no base path: the backend says so per server */
-		if (gw_routes_set_flags(gw->routes, srv->user, srv->name, srv->upstream,
-					srv->strip_prefix ? GW_ROUTE_STRIP_PREFIX : 0, &err) < 0) {
-			log_err("cannot publish route for '%s/%s': %s", srv->user, srv->name,
-				err->msg);
-			err_free(&err);
-		}
-		age = timer_stop(sv, srv->user, srv->name);
-		if (age >= 0)
-			gw_metrics_spawn(gw->metrics, age);
+		apply_ready(sv, srv);
 		return;
 	}
+	if (ev->state == SPAWNER_CHECKPOINTING || ev->state == SPAWNER_SUSPENDED ||
+	    ev->state == SPAWNER_RESTORING) /* put away: requests are held (hold.h) */
+		gw_routes_del(gw->routes, srv->user, srv->name);
+	if (ev->state == SPAWNER_CHECKPOINTING && gw->close_upstream) /* before the dump */
+		gw->close_upstream(gw, srv->upstream);
 	if (ev->failed || ev->state == SPAWNER_STOPPED || ev->state == SPAWNER_STOPPING) {
 		gw_routes_del(gw->routes, srv->user, srv->name);
 		if (timer_stop(sv, srv->user, srv->name) >= 0 && ev->failed)
@@ -290,6 +321,7 @@ void gw_servers_on_event(void *arg, struct spawner_server *srv, const struct spa
 		timer_event(sv, srv->user, srv->name, json);
 	apply_event(sv, srv, ev);
 	broadcast(sv, srv, json, final);
+	gw_holds_on_event(sv->holds, srv, ev); /* after the route is (re)published */
 	free(json);
 }
 
@@ -369,7 +401,7 @@ int gw_servers_start(struct gw *gw, const char *user, const char *server,
 	if (r < 0)
 		goto out;
 	env = server_env(gw->cfg, user, server, token);
-	timer_start(servers_of(gw), user, server);
+	timer_start(servers_of(gw), user, server, false);
 	r = spawner_server_start(gw->spawner, u->id, user, server, user_options_json,
 				 (const char *const *)env, NULL, err);
 	env_free(env);
@@ -391,7 +423,9 @@ int gw_servers_stop(struct gw *gw, const char *user, const char *server, struct 
 
 	if (!srv)
 		return err_set_http(err, 404, ENOENT, "%s has no server named '%s'", user, server);
-	if (!spawner_state_is_live(srv->state))
+	/* a suspended server is not live, but stopping it forgets that it can
+	 * be resumed (its checkpoints stay until deleted or retention) */
+	if (!spawner_state_is_live(srv->state) && srv->state != SPAWNER_SUSPENDED)
 		return 0;
 	/* no new request may reach a server that is going away */
 	gw_routes_del(gw->routes, user, server);
@@ -442,7 +476,10 @@ int gw_servers_subscribe(struct gw *gw, struct gw_conn *c, const char *user,
 	if (!srv)
 		return -ENOENT;
 	ready = srv->state == SPAWNER_RUNNING && srv->upstream;
-	pending = srv->state == SPAWNER_STARTING || srv->state == SPAWNER_RESTORING;
+	/* checkpointing: the stream stays open through the resume that a
+	 * held request or the resume API asked for (hold.h) */
+	pending = srv->state == SPAWNER_STARTING || srv->state == SPAWNER_RESTORING ||
+		  srv->state == SPAWNER_CHECKPOINTING;
 	gw_response_init(&head, 200);
 	gw_response_header(&head, "Content-Type", "text/event-stream");
 	gw_response_header(&head, "Cache-Control", "no-cache");
@@ -462,7 +499,117 @@ int gw_servers_subscribe(struct gw *gw, struct gw_conn *c, const char *user,
 	return 0;
 }
 
+/*
+ * The checkpoint settings from the config. CRIU is probed once, here at
+ * startup before the loop serves anything (the probe runs `criu check`:
+ * about 0.1 s), and only for a backend that can checkpoint; without a
+ * usable CRIU the spawner falls back to commit, then stop.
+ */
+static void set_ckpt_cfg(struct gw *gw)
+{
+	const struct gw_cfg *cfg = gw->cfg;
+	struct checkpoint_criu_info ci = { 0 };
+	struct err *err = NULL;
+	struct spawner_ckpt_cfg cc = {
+		.dir = cfg->checkpoint_dir,
+		.keep_per_server = (int)cfg->checkpoint_keep,
+		.user_quota_bytes = (int64_t)cfg->checkpoint_user_quota,
+		.min_free_bytes = (int64_t)cfg->checkpoint_min_free,
+		.criu_path = cfg->criu_path,
+	};
+
+	/* images hold process memory, tokens included: root only (DESIGN.md) */
+	if (cc.dir && mkdir(cc.dir, 0700) < 0 && errno != EEXIST)
+		log_warn("cannot create checkpoint dir '%s': %s", cc.dir, strerror(errno));
+	if (spawner_has_cap(gw->spawner, SPAWNER_CAP_CHECKPOINT) && cc.criu_path) {
+		if (checkpoint_criu_probe(cc.criu_path, &ci, &err) < 0) {
+			log_info("checkpoints: CRIU at '%s' is not usable (%s); servers are "
+				 "committed or stopped instead", cc.criu_path, err->msg);
+			err_free(&err);
+		} else {
+			cc.criu_usable = ci.usable;
+			if (!ci.usable)
+				log_info("checkpoints: CRIU is not usable (%s); servers are "
+					 "committed or stopped instead", ci.reason ? ci.reason : "?");
+			checkpoint_criu_info_release(&ci);
+		}
+	}
+	spawner_set_ckpt_cfg(gw->spawner, &cc);
+}
+
 int gw_servers_adopt(struct gw *gw, struct err **err)
 {
+	set_ckpt_cfg(gw); /* before adopting: suspended rows resume with it */
 	return spawner_adopt_all(gw->spawner, err);
+}
+
+/* ---- checkpoint / resume ---- */
+
+/* HTTP statuses of the spawner's checkpoint refusals (spawner.h). */
+static void ckpt_error_status(struct err *err)
+{
+	if (err->http)
+		return;
+	if (err->code == ENOSPC)
+		err->http = 507;
+	else if (err->code == EBUSY || err->code == ENOTSUP || err->code == EINVAL ||
+		 err->code == EALREADY)
+		err->http = 409;
+}
+
+int gw_servers_checkpoint(struct gw *gw, const char *user, const char *server, int mode,
+			  const char *reason, struct err **err)
+{
+	if (!spawner_server_find(gw->spawner, user, server))
+		return err_set_http(err, 404, ENOENT, "%s has no server named '%s'", user, server);
+	if (spawner_server_checkpoint(gw->spawner, user, server, (enum spawner_ckpt_mode)mode,
+				      reason, err) < 0) {
+		ckpt_error_status(*err);
+		/* the server exists: a missing file is our problem, not a 404 */
+		if (!(*err)->http && (*err)->code == ENOENT)
+			(*err)->http = 500;
+		return -1;
+	}
+	return 0;
+}
+
+int gw_servers_resume(struct gw *gw, const char *user, const char *server, struct err **err)
+{
+	struct gw_servers *sv = servers_of(gw);
+	struct spawner_server *srv = spawner_server_find(gw->spawner, user, server);
+	bool from_suspended;
+
+	if (!srv)
+		return err_set_http(err, 404, ENOENT, "%s has no server named '%s'", user, server);
+	switch (srv->state) {
+	case SPAWNER_RUNNING:
+		return 1;
+	case SPAWNER_CHECKPOINTING:
+		/* resumed as soon as the checkpoint is written (hold.h) */
+		gw_holds_want_resume(sv ? sv->holds : NULL, user, server);
+		return 0;
+	case SPAWNER_STOPPED:
+	case SPAWNER_FAILED:
+		return err_set_http(err, 409, EINVAL, "server '%s' of %s is %s, not suspended: "
+				    "start it instead", server, user,
+				    spawner_state_name(srv->state));
+	default:
+		break;
+	}
+	from_suspended = srv->state == SPAWNER_SUSPENDED;
+	if (from_suspended)
+		timer_start(sv, user, server, true); /* the progress stream replays */
+	if (spawner_server_resume(gw->spawner, user, server, err) < 0) {
+		if (from_suspended && sv)
+			timer_stop(sv, user, server);
+		ckpt_error_status(*err);
+		return -1;
+	}
+	/* still on its way back (not already failed or running): a fallback
+	 * start after a failed restore is held like the restore */
+	srv = spawner_server_find(gw->spawner, user, server);
+	if (from_suspended && sv && srv &&
+	    (srv->state == SPAWNER_RESTORING || srv->state == SPAWNER_STARTING))
+		gw_holds_resume_started(sv->holds, user, server);
+	return 0;
 }

@@ -18,6 +18,7 @@
 struct err;
 struct gw;
 struct gw_conn;
+struct gw_holds;
 struct spawner_event;
 struct spawner_server;
 
@@ -66,8 +67,38 @@ int gw_servers_subscribe(struct gw *gw, struct gw_conn *c, const char *user,
 			 const char *server);
 
 /*
- * Startup: spawner_adopt_all(); live servers come back through ready
- * events, which publish their routes. Errors from the spawner.
+ * Begins checkpointing (user, server) with mode (enum spawner_ckpt_mode)
+ * because of reason (borrowed: "manual", "idle ..."); see
+ * spawner_server_checkpoint(). The route goes when the checkpoint begins
+ * (event), so new requests are held (hold.h). Returns 0, or < 0 with
+ * *err carrying its HTTP status: ENOENT 404, EBUSY/ENOTSUP 409 (not
+ * running, cannot checkpoint), ENOSPC 507 (disk checks, refused before
+ * anything started), database errors 500.
+ */
+int gw_servers_checkpoint(struct gw *gw, const char *user, const char *server, int mode,
+			  const char *reason, struct err **err);
+
+/*
+ * Resumes (user, server): a suspended server begins its restore (the
+ * progress stream replays its events, held requests wait for it); one
+ * being checkpointed is resumed as soon as the checkpoint is written; one
+ * restoring or starting is left alone. Returns 1 when it is running
+ * already, 0 when a resume began or is pending, < 0 with *err: ENOENT
+ * 404, EINVAL 409 (stopped or failed: "start it instead"), EBUSY 409
+ * (stopping), and the spawner's errors.
+ */
+int gw_servers_resume(struct gw *gw, const char *user, const char *server, struct err **err);
+
+/* The held-request table (hold.h) of gw's servers glue, or NULL before the
+ * spawner exists. Borrowed. */
+struct gw_holds *gw_servers_holds(struct gw *gw);
+
+/*
+ * Startup: hands the checkpoint settings of the config to the spawner
+ * (spawner_set_ckpt_cfg; CRIU is probed here, blocking about 0.1 s, only
+ * for a backend that can checkpoint), then spawner_adopt_all(); live
+ * servers come back through ready events, which publish their routes.
+ * Errors from the spawner.
  */
 int gw_servers_adopt(struct gw *gw, struct err **err);
 
