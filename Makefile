@@ -149,6 +149,7 @@ complexity:
 bench: all
 	bench/proxy
 	bench/spawn
+	bench/checkpoint
 
 clean:
 	rm -rf build build-san

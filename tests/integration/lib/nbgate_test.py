@@ -68,8 +68,11 @@ class Tap:
                 self.diag(diag)
         return cond
 
-    def is_(self, got, want, name):
-        return self.ok(got == want, name, "got:  %r\nwant: %r" % (got, want))
+    def is_(self, got, want, name, extra=None):
+        d = "got:  %r\nwant: %r" % (got, want)
+        if extra:
+            d += "\n" + str(extra)
+        return self.ok(got == want, name, d)
 
     def in_(self, got, allowed, name, extra=None):
         d = "got:  %r\nwant one of: %r" % (got, allowed)
