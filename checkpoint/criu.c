@@ -222,7 +222,7 @@ static unsigned long foreign_socket(pid_t pid1)
 	    file_read_all("/proc/self/net/unix", 0, 16 << 20, &hostunix, NULL, NULL) < 0)
 		return 0;
 	for (int i = 0; i < n; i++) {
-		char fdd[64], link[96], target[64];
+		char fdd[64], link[384], target[64];
 		snprintf(fdd, sizeof(fdd), "/proc/%d/fd", (int)pids[i]);
 		DIR *d = opendir(fdd);
 		struct dirent *de;
@@ -442,7 +442,12 @@ static int open_externals(const char *dir, struct exts *x, int *fds, struct err 
 		if (sscanf(l, "path %63s %4095[^\n]", key, file) != 2)
 			continue;
 		const char *colon = strchr(key, ':');
-		if (!colon || sscanf(colon + 1, "%llx", &ino) != 1)
+		char *end = NULL;
+		if (colon) {
+			errno = 0;
+			ino = strtoull(colon + 1, &end, 16);
+		}
+		if (!colon || end == colon + 1 || *end != ']' || errno)
 			return err_set(err, EINVAL, "checkpoint metadata: bad key '%s'", key);
 		int fd = open(file, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
@@ -469,10 +474,11 @@ static char **restore_argv(const struct checkpoint_criu_restore_req *r, const st
 				"--manage-cgroups", "--file-locks", "--external", "mnt[]",
 				"--root", r->rootfs, "--pidfile", pidfile, NULL };
 
+	/* every element owned, so that one free loop releases them */
 	for (int i = 0; fixed[i]; i++)
-		v[n++] = (char *)fixed[i];
+		v[n++] = xstrdup(fixed[i]);
 	for (int i = 0; i < x->n; i++) {
-		v[n++] = "--inherit-fd";
+		v[n++] = xstrdup("--inherit-fd");
 		v[n++] = xasprintf("fd[%d]:%s", fds[i] >= 0 ? fds[i] : r->log_wr, x->v[i].key);
 	}
 	return v;
@@ -481,8 +487,7 @@ static char **restore_argv(const struct checkpoint_criu_restore_req *r, const st
 static void argv_free_inherit(char **v)
 {
 	for (int i = 0; v && v[i]; i++)
-		if (!strcmp(v[i], "--inherit-fd") && v[i + 1])
-			free(v[++i]);
+		free(v[i]);
 	free(v);
 }
 

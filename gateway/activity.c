@@ -549,9 +549,25 @@ static int64_t proc_ticks(const char *proc_root, long pid)
 	p = strrchr(text, ')'); /* comm may hold spaces and parentheses */
 	/* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt
 	 * majflt cmajflt, then utime(14) stime cutime cstime (proc(5)) */
-	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld %lld %lld",
-			 &v[0], &v[1], &v[2], &v[3]) != 4)
+	if (!p)
 		return 0;
+	/* skip state and the ten numbers before utime */
+	p++;
+	for (int field = 0; field < 11 && p; field++) {
+		p += strspn(p, " ");
+		p = strchr(p, ' ');
+	}
+	for (int i = 0; i < 4; i++) {
+		char *end;
+
+		if (!p)
+			return 0;
+		errno = 0;
+		v[i] = strtoll(p, &end, 10);
+		if (end == p || errno)
+			return 0;
+		p = end;
+	}
 	return v[0] + v[1] + v[2] + v[3];
 }
 

@@ -541,7 +541,7 @@ static void activity_text(struct buf *b, const struct spawner_server *srv)
 
 	if (cJSON_IsString(t)) {
 		put_esc(b, t->valuestring);
-		if (srv->activity_source) {
+		if (srv && srv->activity_source) {
 			buf_appends(b, " (");
 			put_esc(b, srv->activity_source);
 			buf_appends(b, ")");

@@ -365,9 +365,9 @@ static void env_free(char **env)
 	free(env);
 }
 
-/* Creates the server's token (after revoking any older one). */
-static int server_token(struct gw *gw, int64_t uid, const char *server, char **token,
-			struct err **err)
+/* Creates the server's token (after revoking any older one, unless keep). */
+static int server_token_keep(struct gw *gw, int64_t uid, const char *server, bool keep,
+			     char **token, struct err **err)
 {
 	struct users_token_spec spec = {
 		.user_id = uid,
@@ -378,11 +378,40 @@ static int server_token(struct gw *gw, int64_t uid, const char *server, char **t
 	};
 	int64_t id;
 
-	if (users_token_revoke_server(gw->db, uid, server, err) < 0)
+	if (!keep && users_token_revoke_server(gw->db, uid, server, err) < 0)
 		return err_wrap(err, "revoke old server token");
 	if (users_token_create(gw->db, auth_key(gw->auth), &spec, time_now_ms(), token, &id,
 			       err) < 0)
 		return err_wrap(err, "create server token");
+	return 0;
+}
+
+static int server_token(struct gw *gw, int64_t uid, const char *server, char **token,
+			struct err **err)
+{
+	return server_token_keep(gw, uid, server, false, token, err);
+}
+
+/*
+ * A suspended server loaded after a gateway restart has no environment in
+ * memory (tokens are never persisted), which a fallback fresh start would
+ * need. Give it one with a NEW token, keeping the old one: a CRIU restore
+ * brings back a process that still holds it. Both die with the server.
+ */
+static int resume_env(struct gw *gw, struct spawner_server *srv, struct err **err)
+{
+	char *token = NULL;
+	char **env;
+
+	if (srv->env && srv->env[0])
+		return 0;
+	if (server_token_keep(gw, srv->user_id, srv->name, true, &token, err) < 0)
+		return -1;
+	env = server_env(gw->cfg, srv->user, srv->name, token);
+	spawner_server_set_env(srv, (const char *const *)env);
+	env_free(env);
+	explicit_bzero(token, strlen(token));
+	free(token);
 	return 0;
 }
 
@@ -597,6 +626,8 @@ int gw_servers_resume(struct gw *gw, const char *user, const char *server, struc
 		break;
 	}
 	from_suspended = srv->state == SPAWNER_SUSPENDED;
+	if (from_suspended && resume_env(gw, srv, err) < 0)
+		return -1;
 	if (from_suspended)
 		timer_start(sv, user, server, true); /* the progress stream replays */
 	if (spawner_server_resume(gw->spawner, user, server, err) < 0) {

@@ -528,6 +528,10 @@ int spawner__ckpt_remove_files(struct spawner *sp, const struct spawner_checkpoi
 		return 0;
 	if (pfd < 0)
 		return err_wrap(err, "delete checkpoint files '%s'", ck->path);
+	if (!last) { /* cannot happen: rel is clean and not empty */
+		close(pfd);
+		return err_set(err, EINVAL, "delete checkpoint files '%s': empty path", ck->path);
+	}
 	rc = rm_tree_at(pfd, last, 0, err);
 	close(pfd);
 	if (rc < 0)

@@ -631,6 +631,12 @@ int spawner_server_remove(struct spawner *sp, const char *user, const char *serv
 	return 0;
 }
 
+void spawner_server_set_env(struct spawner_server *srv, const char *const *env)
+{
+	xstrv_free(srv->env);
+	srv->env = strv_dup(env);
+}
+
 void spawner_server_touch(struct spawner *sp, struct spawner_server *srv, int64_t now_ms,
 			  const char *source)
 {

@@ -381,6 +381,13 @@ int spawner_adopt_all(struct spawner *sp, struct err **err);
 void spawner_server_touch(struct spawner *sp, struct spawner_server *srv,
 			  int64_t now_ms, const char *source);
 
+/*
+ * Replaces srv's environment ("K=V", NULL-ended, copied) for its next start:
+ * the gateway gives a server loaded from the database (no env in memory)
+ * one before a resume, which may fall back to a fresh start.
+ */
+void spawner_server_set_env(struct spawner_server *srv, const char *const *env);
+
 /* ---- checkpoints (issue 4; DESIGN.md "Checkpoint") ---- */
 
 /*

@@ -3,13 +3,17 @@
 
 The real CRIU that `make install-deps` built (scripts/install-criu.sh) must
 be at criu_path and pass: doctor reports it ok and version >= 4.2; it exits 0
-unless root lacks CAP_SYS_RESOURCE (then sandbox dumps cannot work and
-doctor says checkpointing is not available). A missing CRIU FAILS this test (CI runs
+unless root lacks CAP_SYS_RESOURCE and the CRIU lacks nbgate's patch for
+that (then sandbox dumps cannot work and doctor says checkpointing is not
+available): the installed CRIU carries the patch (stamp next to it), a copy
+of it without the stamp does not. A missing CRIU FAILS this test (CI runs
 make install-deps first), it is not skipped. Then doctor against broken
 CRIUs (fake scripts via NBGATE_CRIU_PATH): missing file, 4.1.1, a failing
 `criu check`, a missing kernel feature, a hang; each is a `fail` line
 naming the cause, and exit 1. Finally the installer's second run is a
 no-op. Needs root (criu check does)."""
+import glob
+import hashlib
 import os
 import re
 import shutil
@@ -49,6 +53,23 @@ def lines_of(out):
     return res
 
 
+CRIU_DEFAULT = "/usr/local/sbin/criu"
+PATCHES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "criu-patches")
+
+
+def stamp_current(criu):
+    """True when <prefix>/lib/nbgate/criu-patches.sha256 next to criu holds
+    the sha256 of scripts/criu-patches/*.patch (what install-criu.sh writes)."""
+    stamp = os.path.join(os.path.dirname(os.path.dirname(criu)), "lib", "nbgate", "criu-patches.sha256")
+    h = hashlib.sha256()
+    for f in sorted(glob.glob(os.path.join(PATCHES, "*.patch"))):
+        h.update(open(f, "rb").read())
+    try:
+        return open(stamp).read().strip() == h.hexdigest()
+    except OSError:
+        return False
+
+
 def fake_criu(tmp, name, body):
     path = os.path.join(tmp, name)
     with open(path, "w") as f:
@@ -74,10 +95,20 @@ def real_criu(tap, tmp):
     with open("/proc/self/status") as f:
         bnd = int(next(ln for ln in f if ln.startswith("CapBnd:")).split()[1], 16)
     have_res = bool(bnd & (1 << 24))
-    tap.is_(res.get("criu-rlimits", ("missing",))[0], "ok" if have_res else "fail",
-            "doctor: criu-rlimits follows CAP_SYS_RESOURCE in the bounding set (%s)" % have_res)
-    tap.ok(("checkpointing: available (criu)" in out) == have_res,
+    patched = stamp_current(CRIU_DEFAULT)
+    tap.ok(patched, "the installed CRIU carries nbgate's current patches (stamp)")
+    tap.is_(res.get("criu-rlimits", ("missing",))[0], "ok" if have_res or patched else "fail",
+            "doctor: criu-rlimits ok with CAP_SYS_RESOURCE (%s) or the patch (%s)" % (have_res, patched))
+    tap.ok(("checkpointing: available (criu)" in out) == (have_res or patched),
            "doctor: checkpointing available exactly when sandbox dumps can work", out)
+    # the same binary without the stamp: only CAP_SYS_RESOURCE saves it
+    os.makedirs(os.path.join(tmp, "unpatched", "sbin"))
+    copy = os.path.join(tmp, "unpatched", "sbin", "criu")
+    shutil.copy2(CRIU_DEFAULT, copy)
+    _rc, out2, _err, _dt = doctor(tmp, copy)
+    line = next((ln for ln in out2.splitlines() if ln.split()[1:2] == ["criu-rlimits"]), "")
+    tap.is_(line.split()[:1], ["ok" if have_res else "fail"],
+            "doctor: a CRIU without the patch's stamp: criu-rlimits %s" % ("ok" if have_res else "fail"), out2)
     fails = [k for k, v in res.items() if v[0] == "fail"]
     tap.is_(rc, 1 if fails else 0, "doctor: exit status matches its fail lines")
     tap.is_([f for f in fails if f != "criu-rlimits"], [],
