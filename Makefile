@@ -37,7 +37,7 @@ CFLAGS     += $(PKG_CFLAGS)
 LIBS       := $(PKG_LIBS) -lpthread
 
 # Order matters for static linking: dependents first.
-COMPONENTS := gateway spawner sandbox images checkpoint common
+COMPONENTS := gateway spawner sandbox checkpoint images common
 # <dir>/main.c and <dir>/*_main.c are programs, not library members.
 define component
 $(1)_SRC := $$(filter-out $(1)/main.c $(1)/%_main.c,$$(wildcard $(1)/*.c))

@@ -128,6 +128,13 @@ int checkpoint_criu_restore(const struct checkpoint_criu_restore_req *r, pid_t *
  * every run here or its closing summary (criu.c), or a placeholder. Owned. */
 char *checkpoint_criu_log_error(const char *log_path);
 
+/*
+ * 1 when CRIU can read the rlimits of a sandbox's tasks: root has
+ * CAP_SYS_RESOURCE, or criu_path carries nbgate's patch for that (the stamp
+ * scripts/install-criu.sh leaves); else 0. *why (owned) says which.
+ */
+int checkpoint_criu_rlimits(const char *criu_path, char **why);
+
 /* Bytes allocated by the regular files directly in dir; -1 when unreadable. */
 int64_t checkpoint_dir_size(const char *dir);
 

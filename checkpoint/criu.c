@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/ckpt.h"
 #include "common/cleanup.h"
 #include "common/err.h"
 #include "common/file.h"
@@ -526,3 +528,141 @@ int checkpoint_criu_restore(const struct checkpoint_criu_restore_req *r, pid_t *
 	*pid1 = (pid_t)strtol(pid_s, NULL, 10);
 	return *pid1 > 0 ? 0 : err_set(err, EIO, "criu restore: bad pid file '%s'", pid_s);
 }
+
+/* ---- rlimits: root without CAP_SYS_RESOURCE (docs/checkpoint.md) ---- */
+
+/* true when <prefix>/lib/nbgate/criu-patches.sha256 sits next to
+ * criu_path = <prefix>/sbin/criu: scripts/install-criu.sh built it with
+ * nbgate's patches, one of which reads rlimits from /proc/<pid>/limits. */
+static bool criu_patched(const char *criu_path)
+{
+	cleanup_free char *dir = xstrdup(criu_path ? criu_path : "");
+	cleanup_free char *stamp = NULL;
+	char *slash;
+
+	for (int i = 0; i < 2; i++) {
+		slash = strrchr(dir, '/');
+		if (!slash)
+			return false;
+		*slash = '\0';
+	}
+	stamp = xasprintf("%s/lib/nbgate/criu-patches.sha256", dir);
+	return access(stamp, R_OK) == 0;
+}
+
+int checkpoint_criu_rlimits(const char *criu_path, char **why)
+{
+	cleanup_free char *status = NULL;
+	unsigned long long bnd = 0;
+	const char *p = NULL;
+	char *end = NULL;
+
+	if (file_read_all("/proc/self/status", 0, 1 << 16, &status, NULL, NULL) == 0 &&
+	    (p = strstr(status, "\nCapBnd:")))
+		bnd = strtoull(p + 8, &end, 16);
+	if (!p || end == p + 8) {
+		*why = xstrdup("cannot read CapBnd from /proc/self/status");
+		return 0;
+	}
+	if (bnd & (1ULL << 24)) { /* CAP_SYS_RESOURCE */
+		*why = xstrdup("CAP_SYS_RESOURCE in the bounding set: CRIU can read sandboxes' rlimits");
+		return 1;
+	}
+	if (criu_patched(criu_path)) {
+		*why = xstrdup("root lacks CAP_SYS_RESOURCE, but this CRIU carries nbgate's patch "
+			       "(rlimits read from /proc/<pid>/limits)");
+		return 1;
+	}
+	*why = xstrdup("root lacks CAP_SYS_RESOURCE (bounding set): CRIU cannot read the rlimits "
+		       "of a sandbox's tasks (prlimit: EPERM), so sandbox dumps fail; `make criu` "
+		       "builds CRIU with nbgate's patch for this (docs/checkpoint.md)");
+	return 0;
+}
+
+/* ---- the ops (ckpt.h) ---- */
+
+static int criu_probe(const struct ckpt_target *t, char **why, struct err **err)
+{
+	struct checkpoint_criu_info ci = { 0 };
+	int ok;
+
+	if (checkpoint_criu_probe(t->tool, &ci, err) < 0)
+		return err_wrap(err, "CRIU at '%s'", t->tool);
+	ok = ci.usable;
+	if (!ok)
+		*why = xstrdup(ci.reason ? ci.reason : "CRIU is not usable");
+	checkpoint_criu_info_release(&ci);
+	if (ok && !(ok = checkpoint_criu_rlimits(t->tool, why)))
+		return 0;
+	if (ok) {
+		free(*why);
+		*why = NULL;
+	}
+	return ok;
+}
+
+static int criu_dump_op(const struct ckpt_target *t, struct err **err)
+{
+	struct checkpoint_criu_dump_req r = { .criu = t->tool, .pid1 = t->pid1, .dir = t->dir,
+					      .timeout_ms = t->timeout_ms };
+	return checkpoint_criu_dump(&r, err);
+}
+
+static int criu_restore_op(const struct ckpt_target *t, pid_t *pid1, struct err **err)
+{
+	struct checkpoint_criu_restore_req r = { .criu = t->tool, .dir = t->dir,
+						 .rootfs = t->rootfs, .log_wr = t->log_wr,
+						 .timeout_ms = t->timeout_ms };
+	return checkpoint_criu_restore(&r, pid1, err);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *f)
+{
+	(void)st, (void)f;
+	return (type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/*
+ * rm -r of t->dir, which must be a clean path strictly below t->root whose
+ * every component below the root is a real directory (no symlink anywhere:
+ * lstat, and nftw with FTW_PHYS never follows one). A missing dir is fine.
+ */
+static int criu_remove_op(const struct ckpt_target *t, struct err **err)
+{
+	size_t rl = t->root ? strlen(t->root) : 0;
+	cleanup_free char *path = NULL;
+	struct stat st;
+
+	if (!t->root || t->root[0] != '/' || !t->dir || strncmp(t->dir, t->root, rl) != 0 ||
+	    t->dir[rl] != '/' || strstr(t->dir + rl, "/.") || strstr(t->dir + rl, "//"))
+		return err_set(err, EPERM, "refusing to delete '%s': not below '%s'",
+			       t->dir ? t->dir : "", t->root ? t->root : "");
+	path = xstrdup(t->dir);
+	for (char *s = path + rl + 1; s; s = strchr(s + 1, '/')) {
+		char keep = *s;
+
+		*s = '\0';
+		if (s > path + rl + 1 && lstat(path, &st) < 0)
+			return errno == ENOENT ? 0 : err_set_errno(err, "stat '%s'", path);
+		if (s > path + rl + 1 && !S_ISDIR(st.st_mode))
+			return err_set(err, ELOOP, "refusing to delete below '%s': not a directory",
+				       path);
+		*s = keep;
+	}
+	if (lstat(t->dir, &st) < 0)
+		return errno == ENOENT ? 0 : err_set_errno(err, "stat '%s'", t->dir);
+	if (!S_ISDIR(st.st_mode))
+		return err_set(err, ELOOP, "refusing to delete '%s': not a directory", t->dir);
+	if (nftw(t->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
+		return err_set_errno(err, "delete '%s'", t->dir);
+	return 0;
+}
+
+const struct ckpt_ops ckpt_criu_ops = {
+	.name = "criu",
+	.caps = CKPT_CAP_MEMORY,
+	.probe = criu_probe,
+	.dump = criu_dump_op,
+	.restore = criu_restore_op,
+	.remove = criu_remove_op,
+};

@@ -79,55 +79,12 @@ static enum verdict check_criu(struct doctor *d, char **reason)
 /*
  * CRIU reads every task's rlimits with prlimit(); for a task of another
  * uid (every sandbox) the kernel wants CAP_SYS_RESOURCE, which root lacks
- * when its bounding set was cut (this VM's PID 1 has it cut): then every
- * sandbox dump fails with "Can't get rlimit 0: Operation not permitted"
- * (docs/checkpoint.md). 24 = CAP_SYS_RESOURCE. scripts/install-criu.sh
- * patches CRIU to read /proc/<pid>/limits instead and leaves a stamp at
- * <prefix>/lib/nbgate/criu-patches.sha256 (criu_path = <prefix>/sbin/criu).
+ * when its bounding set was cut (this VM's PID 1 has it cut). nbgate's
+ * CRIU build reads /proc/<pid>/limits instead (checkpoint_criu_rlimits).
  */
-static bool criu_patched(const char *criu_path)
-{
-	cleanup_free char *dir = xstrdup(criu_path ? criu_path : "");
-	cleanup_free char *stamp = NULL;
-	char *slash;
-
-	for (int i = 0; i < 2; i++) {
-		slash = strrchr(dir, '/');
-		if (!slash)
-			return false;
-		*slash = '\0';
-	}
-	stamp = xasprintf("%s/lib/nbgate/criu-patches.sha256", dir);
-	return access(stamp, R_OK) == 0;
-}
-
 static enum verdict check_criu_rlimits(struct doctor *d, char **reason)
 {
-	cleanup_free char *status = NULL;
-	unsigned long long bnd = 0;
-	const char *p = NULL;
-	char *end = NULL;
-
-	if (file_read_all("/proc/self/status", 0, 1 << 16, &status, NULL, NULL) == 0 &&
-	    (p = strstr(status, "\nCapBnd:")))
-		bnd = strtoull(p + 8, &end, 16);
-	if (!p || end == p + 8) {
-		*reason = xstrdup("cannot read CapBnd from /proc/self/status");
-		return V_FAIL;
-	}
-	if (bnd & (1ULL << 24)) {
-		*reason = xstrdup("CAP_SYS_RESOURCE in the bounding set: CRIU can read sandboxes' rlimits");
-		return V_OK;
-	}
-	if (criu_patched(d->cfg->criu_path)) {
-		*reason = xstrdup("root lacks CAP_SYS_RESOURCE, but this CRIU carries nbgate's patch "
-				  "(rlimits read from /proc/<pid>/limits)");
-		return V_OK;
-	}
-	*reason = xstrdup("root lacks CAP_SYS_RESOURCE (bounding set): CRIU cannot read the rlimits "
-			  "of a sandbox's tasks (prlimit: EPERM), so sandbox dumps fail; "
-			  "`make criu` builds CRIU with nbgate's patch for this (docs/checkpoint.md)");
-	return V_FAIL;
+	return checkpoint_criu_rlimits(d->cfg->criu_path, reason) ? V_OK : V_FAIL;
 }
 
 /* Appends name to the comma list *s (owned). */

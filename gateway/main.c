@@ -27,6 +27,7 @@
 #include "gateway/auth.h"
 #include "gateway/config.h"
 #include "gateway/culler.h"
+#include "checkpoint/ckpt.h"
 #include "gateway/doctor.h"
 #include "gateway/gw.h"
 #include "gateway/metrics.h"
@@ -582,6 +583,8 @@ int main(int argc, char **argv)
 	r = early_args(&cli);
 	if (r >= 0)
 		return r;
+	if (strcmp(cli.argv[0], "checkpoint") == 0) /* checkpoint/ owns its helper command */
+		return ckpt_cli(cli.argc - 1, cli.argv + 1);
 	if (strcmp(cli.argv[0], "image") == 0) { /* images/ owns its subcommands */
 		const char *store = getenv("NBGATE_IMAGE_STORE");
 

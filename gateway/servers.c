@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/ckpt.h"
 #include "common/err.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -537,7 +538,6 @@ int gw_servers_subscribe(struct gw *gw, struct gw_conn *c, const char *user,
 static void set_ckpt_cfg(struct gw *gw)
 {
 	const struct gw_cfg *cfg = gw->cfg;
-	struct checkpoint_criu_info ci = { 0 };
 	struct err *err = NULL;
 	struct spawner_ckpt_cfg cc = {
 		.dir = cfg->checkpoint_dir,
@@ -551,17 +551,17 @@ static void set_ckpt_cfg(struct gw *gw)
 	if (cc.dir && mkdir(cc.dir, 0700) < 0 && errno != EEXIST)
 		log_warn("cannot create checkpoint dir '%s': %s", cc.dir, strerror(errno));
 	if (spawner_has_cap(gw->spawner, SPAWNER_CAP_CHECKPOINT) && cc.criu_path) {
-		if (checkpoint_criu_probe(cc.criu_path, &ci, &err) < 0) {
+		struct ckpt_target t = { .tool = cc.criu_path };
+		char *why = NULL;
+		int r = ckpt_probe(&ckpt_criu_ops, &t, &why, &err);
+
+		cc.criu_usable = r > 0;
+		if (r <= 0)
 			log_info("checkpoints: CRIU at '%s' is not usable (%s); servers are "
-				 "committed or stopped instead", cc.criu_path, err->msg);
-			err_free(&err);
-		} else {
-			cc.criu_usable = ci.usable;
-			if (!ci.usable)
-				log_info("checkpoints: CRIU is not usable (%s); servers are "
-					 "committed or stopped instead", ci.reason ? ci.reason : "?");
-			checkpoint_criu_info_release(&ci);
-		}
+				 "committed or stopped instead", cc.criu_path,
+				 r < 0 ? err->msg : why ? why : "?");
+		err_free(&err);
+		free(why);
 	}
 	spawner_set_ckpt_cfg(gw->spawner, &cc);
 }

@@ -4,10 +4,6 @@
  *   nbgate-init <spec.json>
  *   nbgate-init --cleanup <id> <rootfs>   sandbox_cleanup() after a shim
  *                                          was killed (exit 0, or 1 + stderr)
- *   nbgate-init --dump <criu> <pid1> <dir> <timeout_ms>
- *                                          CRIU dump of the sandbox whose
- *                                          PID 1 is pid1 (exit 0, or 1 +
- *                                          one line on stderr)
  *   nbgate-init --restore <criu> <dir> <spec.json>
  *                                          the shim, restoring the tree
  *                                          dumped in dir instead of
@@ -24,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checkpoint/checkpoint.h"
+#include "checkpoint/ckpt.h"
 #include "common/err.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/sbx.h"
@@ -38,26 +34,8 @@ static void std_fds(void)
 			_exit(125);
 }
 
-/* Dumps and restores take seconds per GiB; the daemon bounds them too. */
+/* Restores take seconds per GiB; the daemon bounds them too. */
 #define CRIU_RESTORE_TIMEOUT_MS (10 * 60 * 1000)
-
-static int dump_main(char **argv)
-{
-	struct checkpoint_criu_dump_req r = {
-		.criu = argv[2], .pid1 = (pid_t)strtol(argv[3], NULL, 10), .dir = argv[4],
-		.timeout_ms = strtoll(argv[5], NULL, 10),
-	};
-	struct err *e = NULL;
-	if (r.pid1 <= 1 || r.timeout_ms <= 0) {
-		dprintf(2, "nbgate-init: dump: bad pid or timeout\n");
-		return 1;
-	}
-	if (checkpoint_criu_dump(&r, &e) == 0)
-		return 0;
-	dprintf(2, "nbgate-init: dump: %s\n", e->msg);
-	err_free(&e);
-	return 1;
-}
 
 struct restore_arg {
 	const char *criu, *dir;
@@ -67,10 +45,9 @@ static int restore_cb(void *arg, const struct sandbox_spec *s, int log_wr, pid_t
 		      struct err **err)
 {
 	const struct restore_arg *a = arg;
-	struct checkpoint_criu_restore_req r = { .criu = a->criu, .dir = a->dir,
-						 .rootfs = s->rootfs, .log_wr = log_wr,
-						 .timeout_ms = CRIU_RESTORE_TIMEOUT_MS };
-	return checkpoint_criu_restore(&r, pid1, err);
+	struct ckpt_target t = { .tool = a->criu, .dir = a->dir, .rootfs = s->rootfs,
+				 .log_wr = log_wr, .timeout_ms = CRIU_RESTORE_TIMEOUT_MS };
+	return ckpt_restore(&ckpt_criu_ops, &t, pid1, err);
 }
 
 static int read_spec(const char *path, int status_fd, struct sandbox_spec **s)
@@ -102,8 +79,6 @@ int main(int argc, char **argv)
 		err_free(&e);
 		return 1;
 	}
-	if (argc == 6 && !strcmp(argv[1], "--dump"))
-		return dump_main(argv);
 	if (argc == 5 && !strcmp(argv[1], "--restore")) {
 		struct restore_arg a = { argv[2], argv[3] };
 		if (read_spec(argv[4], status_fd, &s))

@@ -2,15 +2,16 @@
  * spawner/local_ckpt: the local backend's checkpoint and restore ops
  * (spawner.h "checkpoints", docs/checkpoint.md).
  *
- * criu    `nbgate-init --dump` (checkpoint/criu.c) runs as a helper process
- *         against the sandbox's PID 1; CRIU kills the tree when the images
+ * criu    `nbgate checkpoint dump --mode criu` (checkpoint/ckpt.h) runs as a
+ *         helper process against the sandbox's PID 1; CRIU kills the tree when the images
  *         are written, the shim sees PID 1 go and cleans up, and the watcher
  *         stays quiet because the server is `checkpointing`. The dump is
  *         done when the helper exited 0 AND the shim is gone. The restore is
  *         a new shim, `nbgate-init --restore`, watched like a start: it
  *         answers -> spawner_restore_done(ok); it exits first -> not ok.
- * commit  the sandbox is stopped, then `nbgate image commit` turns the
- *         server's upper dir into a layer on top of its image; resuming
+ * commit  the sandbox is stopped, then `nbgate checkpoint dump --mode
+ *         commit` turns the server's upper dir into a layer on top of its
+ *         image; resuming
  *         starts that image (a new image digest resets the upper dir).
  *
  * Both run helpers as child processes polled from an lws_sul timer: the
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/ckpt.h"
 #include "common/cleanup.h"
 #include "common/file.h"
 #include "common/log.h"
@@ -37,8 +39,6 @@
 #include "common/timeutil.h"
 #include "common/xalloc.h"
 #include "sandbox/sandbox.h"
-#include "images/image.h"
-#include "spawner/ckpt_internal.h"
 #include "spawner/local_internal.h"
 
 #define JOB_TICK_MS 50
@@ -132,8 +132,8 @@ static char *helper_error(const char *log)
 		*--end = '\0';
 	start = strrchr(text, '\n');
 	start = start ? start + 1 : text;
-	if (strncmp(start, "nbgate-init: dump: ", 19) == 0)
-		start += 19;
+	if (strncmp(start, "nbgate checkpoint: dump: ", 25) == 0)
+		start += 25;
 	return xstrndup(start, 400);
 }
 
@@ -251,8 +251,11 @@ static int checkpoint_criu(struct spawner_local *sl, struct spawner_server *srv,
 	snprintf(pid_s, sizeof(pid_s), "%d", (int)pid1);
 	snprintf(timeout_s, sizeof(timeout_s), "%d", DUMP_TIMEOUT_MS);
 	const char *criu = sp->ckpt.criu_path ? sp->ckpt.criu_path : CHECKPOINT_CRIU_DEFAULT_PATH;
-	const char *const argv[] = { sl->init_path, "--dump", criu, pid_s, ck->path, timeout_s,
-				     NULL };
+	/* the running binary through /proc: its path may name a file replaced
+	 * since (a rebuild or an upgrade: "... (deleted)") */
+	const char *const argv[] = { "/proc/self/exe", "checkpoint", "dump", "--mode", "criu",
+				     "--criu", criu, "--pid1", pid_s, "--dir", ck->path,
+				     "--timeout", timeout_s, NULL };
 	const char *const env[] = { "PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
 				    "LANG=C.UTF-8", NULL };
 	if (spawn_helper(j, argv, env, err) < 0) {
@@ -346,15 +349,11 @@ static int checkpoint_commit(struct spawner_local *sl, struct spawner_server *sr
 static int commit_spawn(struct local_job *j, struct err **err)
 {
 	struct spawner_server *srv = j->srv;
-	/* the running binary through /proc: its path may name a file
-	 * replaced since (a rebuild or an upgrade: "... (deleted)") */
-	const char *self = "/proc/self/exe";
 	cleanup_free char *upper = xasprintf("%s/upper", srv->run_dir);
-	cleanup_free char *store = xasprintf("NBGATE_IMAGE_STORE=%s", j->sp->cfg.image_store);
-	const char *const argv[] = { self, "image", "commit", "--base", j->base, "--upper", upper,
-				     j->ref, NULL };
-	const char *const env[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", store,
-				    NULL };
+	const char *const argv[] = { "/proc/self/exe", "checkpoint", "dump", "--mode", "commit",
+				     "--store", j->sp->cfg.image_store, "--base", j->base,
+				     "--upper", upper, "--ref", j->ref, NULL };
+	const char *const env[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", NULL };
 
 	return spawn_helper(j, argv, env, err);
 }
@@ -573,20 +572,19 @@ int64_t local__checkpoint_size(struct spawner *sp, struct spawner_server *srv)
 }
 
 /*
- * criu rows: the image dir (below ckpt.dir only); commit rows: the
- * committed image and the layer only it used. NEEDSWORK: images_rm runs on
- * the event loop; a large layer's unlink takes a moment.
+ * Through the mode's remove op: criu rows lose their image dir (only below
+ * ckpt.dir, no symlink followed), commit rows their image and the layer
+ * only it used. NEEDSWORK: runs on the event loop; a large layer's unlink
+ * takes a moment.
  */
 int local__checkpoint_forget(struct spawner *sp, const struct spawner_checkpoint *ck,
 			     struct err **err)
 {
-	if (ck->mode != SPAWNER_CKPT_COMMIT)
-		return spawner__ckpt_remove_files(sp, ck, err);
-	if (!ck->path || !ck->path[0] || images_rm(sp->cfg.image_store, ck->path, err) == 0)
-		return 0;
-	if ((*err)->code == ENOENT) { /* never written, or removed by hand */
-		err_free(err);
-		return 0;
-	}
-	return err_wrap(err, "remove committed image '%s'", ck->path);
+	const struct ckpt_ops *ops = ckpt_ops_find(spawner_ckpt_mode_name(ck->mode));
+	struct ckpt_target t = { .dir = ck->path, .root = sp->ckpt.dir, .ref = ck->path,
+				 .store = sp->cfg.image_store };
+
+	if (!ops || !ck->path || !ck->path[0])
+		return 0; /* stop rows own no files */
+	return ckpt_remove(ops, &t, err);
 }
