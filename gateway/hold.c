@@ -4,6 +4,7 @@
 #define LOG_PREFIX "gateway/hold: "
 
 #include "gateway/hold.h"
+#include "gateway/activity.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -324,6 +325,28 @@ static bool is_navigation(const struct gw_request *req)
 }
 
 
+/*
+ * What an open but untouched JupyterLab tab sends by itself: its periodic
+ * polling (the activity model's list) and WebSocket reconnects. Such a
+ * request waits for the server but does not bring it back: else the tab a
+ * user walked away from would undo every checkpoint of its server at once
+ * (its kernel WebSocket is closed for the dump and reconnects within
+ * milliseconds). A navigation, the Resume button or API, or any request
+ * the activity model counts (saving, opening a file, starting a kernel)
+ * resumes; then the waiting requests go through and the tab reconnects.
+ */
+static bool is_passive(const struct gw_request *req, const char *server)
+{
+	const struct http_req *h = req->http;
+
+	if (is_navigation(req))
+		return false;
+	if (h->ws_upgrade)
+		return true;
+	return !gw_activity_http_counts(h->method_str,
+					gw_activity_subpath(h->path.encoded, server));
+}
+
 /* Resumes srv for this request, then shows the page or holds the request. */
 static void resume_for_request(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
 			       const char *user, const char *server)
@@ -332,6 +355,14 @@ static void resume_for_request(struct gw *gw, struct gw_conn *c, const struct gw
 	bool was_suspended = srv && srv->state == SPAWNER_SUSPENDED;
 	struct err *err = NULL;
 	int r;
+
+	if (srv && (srv->state == SPAWNER_SUSPENDED || srv->state == SPAWNER_CHECKPOINTING) &&
+	    is_passive(req, server)) {
+		if (gw_hold_request(gw, c, req, user, server) < 0)
+			hub__send_error(c, 503, "server %s%s%s is suspended; too many requests "
+					"are waiting for it", user, *server ? "/" : "", server);
+		return;
+	}
 
 	r = gw_servers_resume(gw, user, server, &err);
 	if (r < 0) {
@@ -422,8 +453,9 @@ void gw_holds_on_event(struct gw_holds *h, const struct spawner_server *srv,
 		hs->fail_msg = xasprintf("the server did not come back: %s",
 					 ev->message && *ev->message ? ev->message : "stopped");
 		hs->want_resume = hs->resuming = false;
-	} else if (ev->state == SPAWNER_SUSPENDED && (hs->want_resume || hs->held)) {
-		/* held since the checkpoint began: bring it back now */
+	} else if (ev->state == SPAWNER_SUSPENDED && hs->want_resume) {
+		/* asked for (not only waited for) while the checkpoint was written:
+		 * bring it back now */
 		hs->todo = TODO_RESUME;
 		hs->want_resume = false;
 	} else {

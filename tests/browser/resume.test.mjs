@@ -6,15 +6,16 @@
 //   log in as rhea -> Start "jupyterlab" -> a notebook: x = 6*7 and a
 //   10M-element numpy array -> screenshot ->
 //   POST .../server/checkpoint {"mode": "criu"} (an API token made with the
-//   CLI) while the page stays open -> the users API says "suspended" (the
-//   gateway closed the kernel WebSocket for the dump) -> screenshot ->
-//   without reloading, a new cell print(x, int(a.sum())): JupyterLab's own
-//   reconnect goes through the gateway, which holds it and restores the
-//   server -> "42 49999995000000", same kernel id -> screenshot ->
-//   checkpoint again with JupyterLab closed -> the home page says
-//   "suspended" -> a second tab opens /user/rhea/lab: "Resuming your
-//   server", then JupyterLab by itself; same kernel id -> Stop: no sandbox
-//   process left.
+//   CLI) with the page open and untouched: the gateway closes the kernel
+//   WebSocket for the dump; JupyterLab reconnects and keeps polling, and
+//   those requests wait at the gateway WITHOUT resuming the server (the
+//   culling case: a tab left open) -> "suspended" stays, no sandbox
+//   process -> the home page says "suspended" -> the user comes back: a
+//   second tab opens /user/rhea/lab: "Resuming your server", then JupyterLab
+//   by itself, same kernel id, its notebook runs print(x * 2, int(a[-1]))
+//   -> "84 9999999" -> the FIRST tab, never reloaded, has reconnected by
+//   itself: print(x, int(a.sum())) -> "42 49999995000000" -> Stop: no
+//   sandbox process.
 //
 // Steps depend on the ones before (one browser session); after a failure the
 // rest are skipped with that reason. Every wait is bounded. Only loopback
@@ -32,7 +33,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, waitFor, pathOf, launchChromium } from './lib.mjs';
+import { freePort, waitFor, pathOf, launchChromium, sleep } from './lib.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
@@ -51,6 +52,7 @@ const T_DUMP = 120000;     // checkpoint requested -> suspended
 const T_RESTORE = 180000;  // held request -> restored -> answered
 const T_STEP = 30000;      // ordinary page loads and clicks
 const T_STOP = 30000;      // sandboxes gone after Stop
+const T_AWAY = 8000;       // how long the open tab watches the server stay suspended
 
 const SUM = '49999995000000'; // sum(range(10_000_000))
 
@@ -176,6 +178,10 @@ before(async () => {
 	for (const f of fs.readdirSync(OUT))
 		if (f.startsWith('resume-'))
 			fs.rmSync(path.join(OUT, f), { force: true });
+	// a sandbox of an earlier run named rhea may still be cleaning up: its
+	// cgroup would make our start fail
+	const cg = ['/sys/fs/cgroup/nbgate/', '/sys/fs/cgroup/memory/nbgate/'].map((d) => d + USER);
+	await waitFor(() => !cg.some((d) => fs.existsSync(d)), 20000, 200);
 	// short: socket paths under <state>/run/<slug>/ must fit in sun_path
 	S.tmp = fs.mkdtempSync('/tmp/nbr.');
 	S.stateDir = path.join(S.tmp, 's');
@@ -241,12 +247,12 @@ after(async () => {
 });
 
 /* The notebook's cells, in order. */
-const cells = () => S.app.locator('.jp-NotebookPanel .jp-Notebook .jp-Cell');
+const cellsOf = (page) => page.locator('.jp-NotebookPanel .jp-Notebook .jp-Cell');
 
-/* Types src into the last cell's editor and runs it with Shift+Enter;
- * returns that cell's locator. */
-async function runInLastCell(src) {
-	const page = S.app;
+/* Types src into the last cell's editor of page (default: the first tab)
+ * and runs it with Shift+Enter; returns that cell's locator. */
+async function runInLastCell(src, page = S.app) {
+	const cells = () => cellsOf(page);
 	const n = await cells().count();
 	const cell = cells().nth(n - 1);
 	const editor = cell.locator('.cm-content');
@@ -279,6 +285,8 @@ step('log in as rhea and start "jupyterlab" from the home page: JupyterLab loads
 		form.locator('button[type="submit"]').click(),
 	]);
 	S.app = page;
+	// leaving JupyterLab with an unsaved notebook asks first: leave
+	page.on('dialog', (d) => (d.type() === 'beforeunload' ? d.accept() : d.dismiss()).catch(() => {}));
 	page.on('websocket', (ws) => {
 		const u = pathOf(ws.url().replace(/^ws/, 'http'));
 		S.wsEvents.push({ t: Date.now(), ev: 'open', u });
@@ -293,7 +301,7 @@ step('log in as rhea and start "jupyterlab" from the home page: JupyterLab loads
 step('a notebook: x = 6*7 and a 10M-element numpy array, outputs shown', T_KERNEL * 3, async () => {
 	const page = S.app;
 	await page.locator('.jp-LauncherCard[data-category="Notebook"]').first().click();
-	await cells().first().locator('.cm-content').waitFor({ timeout: T_KERNEL });
+	await cellsOf(S.app).first().locator('.cm-content').waitFor({ timeout: T_KERNEL });
 	// a run requested before the kernel connection is up is dropped
 	await page.locator('#jp-main-statusbar', { hasText: /\| Idle/ }).waitFor({ timeout: T_KERNEL });
 	const c1 = await runInLastCell('x = 6*7; print(x)');
@@ -310,54 +318,59 @@ step('a notebook: x = 6*7 and a 10M-element numpy array, outputs shown', T_KERNE
 	await shot(page, 'resume-1-before.png');
 });
 
-step('checkpoint (criu) with the page open: the users API says "suspended"', T_DUMP + T_STEP, async (t) => {
+/* The kernel channels WebSocket events of the JupyterLab page since i. */
+const kernelWs = (ev, from = 0) => S.wsEvents.slice(from).filter((e) =>
+	e.ev === ev && e.u.includes(`/api/kernels/${S.kernelId}/channels`));
+
+/* Every criu checkpoint of rhea's server that was written (ready or since
+ * restored from). */
+async function criuCheckpoints() {
+	const r = await api('GET', '/server/checkpoints');
+	assert.equal(r.status, 200, `GET .../server/checkpoints -> ${r.status} ${r.text}`);
+	return r.json.filter((c) => c.mode === 'criu' && (c.state === 'ready' || c.state === 'restored'));
+}
+
+step('checkpoint (criu) with the page open and untouched: it stays suspended (the tab\'s reconnects and polling wait)', T_DUMP + T_AWAY + T_STEP, async (t) => {
 	const t0 = Date.now();
+	const pidsBefore = sandboxPids();
+	const ev0 = S.wsEvents.length;
 	S.states = [];
 	const r = await api('POST', '/server/checkpoint', { mode: 'criu' });
 	assert.equal(r.status, 202, `POST .../server/checkpoint -> ${r.status} ${r.text}`);
-	const st = await waitState(['suspended', 'failed', 'stopped'], T_DUMP, 50);
-	t.diagnostic(`states seen: ${JSON.stringify(S.states)} after ${Date.now() - t0} ms`);
-	assert.equal(st, 'suspended', `the server is suspended: states seen ${JSON.stringify(S.states)}`);
+	const st = await waitState(['suspended', 'failed', 'stopped', 'running'], T_DUMP, 50);
+	assert.equal(st, 'suspended', `the server is suspended: states ${JSON.stringify(S.states)}`);
+	t.diagnostic(`suspended ${Date.now() - t0} ms after the POST`);
+	const cks = await criuCheckpoints();
+	assert.ok(cks.length >= 1 && cks[0].size > 80e6, `a criu checkpoint holding the array: ${JSON.stringify(cks)}`);
+	const stillThere = pidsBefore.filter((p) => fs.existsSync(`/proc/${p}`));
+	assert.deepEqual(stillThere, [], 'the sandbox processes are gone');
+	assert.ok(kernelWs('close', ev0).length >= 1, `the gateway closed the kernel WebSocket for the dump: ${JSON.stringify(S.wsEvents.slice(ev0))}`);
+	// the open tab keeps reconnecting and polling: those requests wait at the
+	// gateway and do not bring the server back (else culling an idle tab's
+	// server would be undone at once)
+	const end = Date.now() + T_AWAY;
+	while (Date.now() < end) {
+		assert.equal(await serverState(), 'suspended', `stays suspended: ${JSON.stringify(S.states)}`);
+		await sleep(250);
+	}
 	assert.equal(sandboxPids().length, 0, `no sandbox process while suspended: ${sandboxPids()}`);
-	const closed = S.wsEvents.filter((e) => e.ev === 'close' && e.u.includes(`/api/kernels/${S.kernelId}/channels`));
-	assert.ok(closed.length >= 1, `the kernel WebSocket was closed for the dump: ${JSON.stringify(S.wsEvents)}`);
-	await shot(S.app, 'resume-2-suspended.png');
-	t.diagnostic(`JupyterLab status bar while suspended: "${await statusBar()}"`);
+	t.diagnostic(`JupyterLab status bar while suspended: "${await statusBar()}"; kernel WebSocket events: ${JSON.stringify(S.wsEvents.slice(ev0).map((e) => e.ev))}`);
+	await shot(S.app, 'resume-2-suspended-tab-open.png');
 });
 
-step('without reloading: print(x, int(a.sum())) prints "42 49999995000000", same kernel id', T_RESTORE + T_STEP * 2, async (t) => {
-	const page = S.app;
-	const t0 = Date.now();
-	const n = await cells().count();
-	const cell = cells().nth(n - 1);
-	await cell.locator('.cm-content').click();
-	await page.keyboard.type('print(x, int(a.sum()))');
-	await page.keyboard.press('Shift+Enter');
-	const out = cell.locator('.jp-OutputArea-output', { hasText: SUM });
-	await out.waitFor({ timeout: T_RESTORE });
-	assert.equal((await out.textContent()).trim(), `42 ${SUM}`);
-	t.diagnostic(`cell answered ${Date.now() - t0} ms after Shift+Enter; states: ${JSON.stringify(S.states)}`);
-	assert.equal(await waitState(['running'], T_STEP), 'running');
-	assert.deepEqual(await kernelIds(), [S.kernelId], 'the same kernel id before and after');
-	assert.equal(await page.evaluate(() => performance.getEntriesByType('navigation').length), 1,
-		'the page was not reloaded');
-	await page.locator('#jp-main-statusbar', { hasText: /\| Idle/ }).waitFor({ timeout: T_STEP });
-	await shot(page, 'resume-3-after.png');
-});
-
-step('checkpoint again: the home page shows "suspended"', T_DUMP + T_STEP * 2, async () => {
-	// JupyterLab closed first: an open tab's reconnect would resume it at once
-	await S.app.goto(`${S.origin}/hub/home`);
-	S.app = null;
-	S.states = [];
-	const r = await api('POST', '/server/checkpoint', { mode: 'criu' });
-	assert.equal(r.status, 202, `POST .../server/checkpoint -> ${r.status} ${r.text}`);
-	const st = await waitState(['suspended', 'failed', 'stopped'], T_DUMP, 100);
-	assert.equal(st, 'suspended', `the server is suspended: ${JSON.stringify(S.states)}`);
-	await S.page.reload();
-	const row = S.page.locator('table.servers tr', { hasText: 'suspended' });
-	assert.ok(await row.count() >= 1, `the home page says suspended: ${await S.page.locator('body').innerText()}`);
-	await shot(S.page, 'resume-4-home-suspended.png');
+step('the home page shows "suspended"', T_STEP * 2, async () => {
+	// a tab of its own: the first one stays on JupyterLab, untouched
+	const home = await S.ctx.newPage();
+	try {
+		await home.goto(`${S.origin}/hub/home`);
+		const row = home.locator('table.servers tr', { hasText: 'suspended' });
+		const ok = await row.first().waitFor({ timeout: T_STEP }).then(() => true, () => false);
+		assert.ok(ok, `the home page says suspended: ${await home.locator('body').innerText()}`);
+		assert.equal(await serverState(), 'suspended', 'looking at the home page resumes nothing');
+		await shot(home, 'resume-3-home-suspended.png');
+	} finally {
+		await home.close();
+	}
 });
 
 step('a second tab opening /user/rhea/lab gets "Resuming your server", then JupyterLab', T_RESTORE + T_SPAWN, async (t) => {
@@ -368,24 +381,41 @@ step('a second tab opening /user/rhea/lab gets "Resuming your server", then Jupy
 	await tab.locator('h1', { hasText: 'Resuming your server' }).waitFor({ timeout: T_STEP });
 	const text = await tab.locator('.resuming').innerText();
 	assert.match(text, /being brought back with its kernels/, `the Resuming page: ${text}`);
-	await shot(tab, 'resume-5-resuming-page.png');
+	await shot(tab, 'resume-7-resuming-page.png');
 	// app.js follows the progress stream and then replaces the location
 	await tab.locator('#jp-main-dock-panel').waitFor({ timeout: T_RESTORE });
 	t.diagnostic(`JupyterLab back ${Date.now() - t0} ms after the navigation`);
-	assert.equal(pathOf(tab.url()), `/user/${USER}/lab`);
+	// JupyterLab moves a second tab to a workspace of its own
+	// (/lab/workspaces/auto-X) while the first one is still open
+	assert.ok(pathOf(tab.url()).startsWith(`/user/${USER}/lab`), `JupyterLab at ${tab.url()}`);
 	assert.equal(await serverState(), 'running');
 	assert.deepEqual(await kernelIds(), [S.kernelId], 'the same kernel id after the second restore');
 	// the workspace reopens the notebook on the same kernel: its state is there
-	S.app = tab;
 	const nb = tab.locator('.jp-NotebookPanel');
 	if (await waitFor(async () => (await nb.count()) > 0, T_STEP, 200)) {
 		await tab.locator('#jp-main-statusbar', { hasText: /\| Idle/ }).waitFor({ timeout: T_KERNEL });
-		const cell = await runInLastCell('print(x * 2, int(a[-1]))');
+		const cell = await runInLastCell('print(x * 2, int(a[-1]))', tab);
 		await cell.locator('.jp-OutputArea-output', { hasText: '84 9999999' }).waitFor({ timeout: T_KERNEL });
 	} else {
 		t.diagnostic('the notebook did not reopen from the workspace; kernel id checked only');
 	}
-	await shot(tab, 'resume-6-tab2-lab.png');
+	await shot(tab, 'resume-5-tab2-lab.png');
+});
+
+step('the first tab, never reloaded, reconnected by itself: print(x, int(a.sum())) prints "42 49999995000000"', T_RESTORE + T_STEP * 2, async (t) => {
+	const page = S.app;
+	await page.bringToFront();
+	await page.locator('#jp-main-statusbar', { hasText: /\| Idle/ }).waitFor({ timeout: T_RESTORE });
+	const t0 = Date.now();
+	const cell = await runInLastCell('print(x, int(a.sum()))', page);
+	const out = cell.locator('.jp-OutputArea-output', { hasText: SUM });
+	await out.waitFor({ timeout: T_KERNEL });
+	assert.equal((await out.textContent()).trim(), `42 ${SUM}`);
+	t.diagnostic(`cell answered ${Date.now() - t0} ms after Shift+Enter`);
+	assert.deepEqual(await kernelIds(), [S.kernelId], 'the same kernel id before and after');
+	assert.equal(await page.evaluate(() => performance.getEntriesByType('navigation').length), 1,
+		'the first tab was never reloaded');
+	await shot(page, 'resume-6-first-tab.png');
 });
 
 step('Stop from the home page: no sandbox process left', T_STOP * 2, async () => {

@@ -6,8 +6,9 @@ Round trip, three cycles in a row: a kernel holds `x = 42` and a 200 MB
 numpy array, a terminal's shell has a command in its history; POST
 .../checkpoint {"mode": "criu"} suspends the server: the sandbox processes
 and its cgroup (its memory) are gone, the images sit in a root-only 0700
-directory; a plain API request to the server's URL is held by the gateway
-while the server is restored and then answered; the same kernel id answers
+directory; an idle tab's poll waits without resuming it; a browser's
+request of the server's URL gets the Resuming page and brings it back, and
+the waiting poll is then answered; the same kernel id answers
 and still has x == 42 and the array's checksum; the shell's history still
 has the command.
 
@@ -23,6 +24,7 @@ import os
 import re
 import stat
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
@@ -79,6 +81,10 @@ class Lab:
             h["Content-Type"] = "application/json"
             body = json.dumps(body).encode()
         return self.gw.request(method, "/hub/api/users/cora" + path, headers=h, body=body)
+
+    def navigate(self, sub):
+        """A browser's GET of the server's URL (Accept: text/html)."""
+        return self.gw.request("GET", "/user/cora/" + sub, headers=dict(self.auth, Accept="text/html"))
 
     def state(self):
         r = self.api("GET", "")
@@ -161,12 +167,22 @@ def round_trip(tap, gw, lab, kid, term, want_sum, cycle):
     mode = stat.S_IMODE(os.stat(cdir).st_mode) if os.path.isdir(cdir) else None
     tap.ok(mode == 0o700 and os.stat(cdir).st_uid == 0, "%s: images in a root-only 0700 dir (%s)"
            % (label, oct(mode or 0)), cdir)
-    # a plain API request: held by the gateway while the server is restored
+    # the idle tab's polling waits without resuming; the user coming back
+    # (a navigation to the server's URL) resumes; the poll is then answered
+    out = {}
+    poll = threading.Thread(target=lambda: out.update(r=lab.cl.req("GET", "api/kernels")))
+    poll.start()
+    time.sleep(1.0)
+    tap.ok(lab.state() == "suspended" and poll.is_alive(), "%s: polling waits and does not resume" % label)
     t0 = time.monotonic()
-    r = lab.cl.req("GET", "api/kernels")
-    ids = [k.get("id") for k in (r.json() or [])] if r.status == 200 else []
-    tap.ok(r.status == 200 and kid in ids, "%s: GET /user/cora/api/kernels is held and answered after "
-           "the restore (%.2f s), same kernel id" % (label, time.monotonic() - t0), "%s %s" % (r.status, r.text()[:300]))
+    r = lab.navigate("lab")
+    tap.ok(r.status == 200 and "Resuming your server" in r.text(), "%s: GET /user/cora/lab (a browser) "
+           "-> Resuming page" % label, r.text()[:300])
+    poll.join(120)
+    r = out.get("r")
+    ids = [k.get("id") for k in (r.json() or [])] if r is not None and r.status == 200 else []
+    tap.ok(kid in ids, "%s: the held poll is answered after the restore (%.2f s), same kernel id"
+           % (label, time.monotonic() - t0), repr(r)[:300])
     tap.is_(lab.state(), "running", "%s: the server is running again" % label)
     try:
         got = J.execute(lab.cl, kid, CHECK).strip()
@@ -211,8 +227,12 @@ def fault_restart(tap, gw, lab, kid, want_sum):
     T.Gateway.live.remove(gw)  # start() adds it again
     gw.start()
     tap.is_(lab.state(), "suspended", "restart while suspended: still suspended after the gateway restart")
+    r = lab.navigate("lab")
+    tap.ok(r.status == 200 and "Resuming your server" in r.text(),
+           "restart while suspended: the server's URL resumes it", r.text()[:200])
+    T.wait_until(lambda: lab.state() == "running", 60, 0.1)
     r = lab.cl.req("GET", "api/kernels")
-    tap.ok(r.status == 200 and kid in r.text(), "restart while suspended: a request resumes it",
+    tap.ok(r.status == 200 and kid in r.text(), "restart while suspended: the same kernel is back",
            "%s %s" % (r.status, r.text()[:200]))
     try:
         got = J.execute(lab.cl, kid, CHECK).strip()

@@ -180,6 +180,15 @@ def holding(tap, gw, tok, bob_tok):
                                                        out, "named"))]
     for t in threads:
         t.start()
+    # an idle tab's polling and reconnects wait but do not resume the server
+    time.sleep(1.5)
+    tap.is_(state_of(gw, tok, "alice")[0], "suspended", "held polling and a WebSocket reconnect "
+            "alone do not resume the server")
+    tap.ok(all(t.is_alive() for t in threads), "... and they are still waiting")
+    for path in ("/user/alice/lab", "/user/alice/nb/lab"):  # the user comes back
+        r = gw.request("GET", path, headers={"Authorization": "token " + tok, "Accept": "text/html"})
+        tap.ok(r.status == 200 and "Resuming your server" in r.text(),
+               "a navigation to %s resumes: Resuming page" % path, repr(r)[:300])
     for t in threads:
         t.join(60)
     r = out.get("api")
@@ -325,6 +334,12 @@ def criu_cycle(tap, gw, tok):
                                                        out, "api2"))]
     for t in threads:
         t.start()
+    time.sleep(1.5)
+    tap.is_(state_of(gw, tok, U2)[0], "suspended", "polling alone does not resume the server")
+    r = gw.request("GET", "/user/%s/tree" % U2, headers={"Authorization": "token " + tok,
+                                                        "Accept": "text/html"})
+    tap.ok(r.status == 200 and "Resuming your server" in r.text(), "a navigation resumes it",
+           repr(r)[:300])
     for t in threads:
         t.join(90)
     for k in ("api", "api2"):
