@@ -3,6 +3,7 @@
  * (ckpt.h), the helper process the local backend runs for a dump.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,36 +23,56 @@ const struct ckpt_ops *ckpt_ops_find(const char *name)
 
 #define CKPT_DUMP_TIMEOUT_MS (10 * 60 * 1000)
 
+/* The string options of `nbgate checkpoint dump` and where they go. */
+static const char **opt_slot(const char *k, const char **mode, struct ckpt_target *t)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} opts[] = {
+		{ "--criu", offsetof(struct ckpt_target, tool) },
+		{ "--dir", offsetof(struct ckpt_target, dir) },
+		{ "--store", offsetof(struct ckpt_target, store) },
+		{ "--base", offsetof(struct ckpt_target, base) },
+		{ "--upper", offsetof(struct ckpt_target, upper) },
+		{ "--ref", offsetof(struct ckpt_target, ref) },
+	};
+
+	if (!strcmp(k, "--mode"))
+		return mode;
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		if (!strcmp(k, opts[i].name))
+			return (const char **)((char *)t + opts[i].off);
+	return NULL;
+}
+
+/* A whole decimal number, or -1. */
+static long long opt_num(const char *v)
+{
+	char *end;
+	long long n;
+
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	return end == v || *end || errno ? -1 : n;
+}
+
 /* --name VALUE pairs into t; -1 on an unknown or incomplete option. */
 static int parse_opts(int argc, char **argv, const char **mode, struct ckpt_target *t)
 {
 	for (int i = 0; i < argc; i += 2) {
 		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		char *end = NULL;
+		const char **slot = opt_slot(k, mode, t);
 
 		if (!v)
 			return -1;
-		if (!strcmp(k, "--mode"))
-			*mode = v;
-		else if (!strcmp(k, "--criu"))
-			t->tool = v;
-		else if (!strcmp(k, "--pid1"))
-			t->pid1 = (pid_t)strtol(v, &end, 10);
-		else if (!strcmp(k, "--dir"))
-			t->dir = v;
-		else if (!strcmp(k, "--timeout"))
-			t->timeout_ms = strtoll(v, &end, 10);
-		else if (!strcmp(k, "--store"))
-			t->store = v;
-		else if (!strcmp(k, "--base"))
-			t->base = v;
-		else if (!strcmp(k, "--upper"))
-			t->upper = v;
-		else if (!strcmp(k, "--ref"))
-			t->ref = v;
+		if (slot)
+			*slot = v;
+		else if (!strcmp(k, "--pid1") && opt_num(v) >= 0)
+			t->pid1 = (pid_t)opt_num(v);
+		else if (!strcmp(k, "--timeout") && opt_num(v) >= 0)
+			t->timeout_ms = opt_num(v);
 		else
-			return -1;
-		if (end && (*end || end == v))
 			return -1;
 	}
 	return 0;

@@ -375,16 +375,12 @@ static char **dump_argv(const struct checkpoint_criu_dump_req *r, const struct e
 	return v;
 }
 
-int checkpoint_criu_dump(const struct checkpoint_criu_dump_req *r, struct err **err)
+/* The image dir, and no connection from outside left in the sandbox. */
+static int dump_prepare(const struct checkpoint_criu_dump_req *r, struct err **err)
 {
-	cleanup_free int *ns = NULL;
-	cleanup_free char **argv = NULL;
-	cleanup_free char *log = xasprintf("%s/dump.log", r->dir);
-	char pid_s[16];
-	struct exts x = { .n = 0 };
-	int n_ns = 0, st = 0, rc;
-
+	unsigned long ino = 0;
 	struct stat ds;
+
 	/* the caller may have created it (with the sandbox spec in it) */
 	if ((mkdir(r->dir, 0700) < 0 && errno != EEXIST) || lstat(r->dir, &ds) < 0 ||
 	    !S_ISDIR(ds.st_mode) || ds.st_uid != 0 || chmod(r->dir, 0700) < 0)
@@ -394,12 +390,25 @@ int checkpoint_criu_dump(const struct checkpoint_criu_dump_req *r, struct err **
 		return err_set_errno(err, "signal PID 1 (%d)", (int)r->pid1);
 	/* nor the server's own: the gateway closed them; wait (bounded) until
 	 * the server has closed its ends too */
-	unsigned long ino = 0;
 	for (int i = 0; i < FOREIGN_WAIT_MS / 20 && (ino = foreign_socket(r->pid1)); i++)
 		usleep(20 * 1000);
 	if (ino)
 		return err_set(err, EBUSY, "a connection from outside the sandbox (socket %lu) is "
 			       "still open after %d ms", ino, FOREIGN_WAIT_MS);
+	return 0;
+}
+
+int checkpoint_criu_dump(const struct checkpoint_criu_dump_req *r, struct err **err)
+{
+	cleanup_free int *ns = NULL;
+	cleanup_free char **argv = NULL;
+	cleanup_free char *log = xasprintf("%s/dump.log", r->dir);
+	char pid_s[16];
+	struct exts x = { .n = 0 };
+	int n_ns = 0, st = 0, rc;
+
+	if (dump_prepare(r, err) < 0)
+		return -EIO;
 	if (ns_mounts(r->pid1, &ns, &n_ns, err) < 0 ||
 	    scan_maps(r->pid1, &x, ns, n_ns, err) < 0) {
 		exts_free(&x);
@@ -421,6 +430,33 @@ int checkpoint_criu_dump(const struct checkpoint_criu_dump_req *r, struct err **
 	return 0;
 }
 
+/* Opens a host file the dump recorded as key "file[<mnt>:<inode>]",
+ * read-only; ESTALE when it is another inode now. */
+static int open_recorded(const char *key, const char *file, struct err **err)
+{
+	const char *colon = strchr(key, ':');
+	unsigned long long ino = 0;
+	char *end = NULL;
+	struct stat st;
+	int fd;
+
+	if (colon) {
+		errno = 0;
+		ino = strtoull(colon + 1, &end, 16);
+	}
+	if (!colon || end == colon + 1 || *end != ']' || errno)
+		return err_set(err, EINVAL, "checkpoint metadata: bad key '%s'", key);
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_set_errno(err, "open %s (recorded by the dump)", file);
+	if (fstat(fd, &st) < 0 || st.st_ino != ino) {
+		close(fd);
+		return err_set(err, ESTALE, "%s changed since the checkpoint (nbgate or the "
+			       "system was upgraded)", file);
+	}
+	return fd;
+}
+
 /* Parses nbgate-restore.txt: opens every recorded host file read-only
  * (read-write would make exec of criu fail with ETXTBSY) and checks it is
  * still the same inode; a rebuilt nbgate-init cannot restore its old self. */
@@ -429,8 +465,6 @@ static int open_externals(const char *dir, struct exts *x, int *fds, struct err 
 	cleanup_free char *path = xasprintf("%s/" META, dir);
 	cleanup_free char *text = NULL;
 	char key[64], file[4096];
-	unsigned long long ino;
-	struct stat st;
 
 	if (file_read_all(path, 0, 1 << 20, &text, NULL, err) < 0)
 		return err_wrap(err, "checkpoint metadata");
@@ -443,22 +477,9 @@ static int open_externals(const char *dir, struct exts *x, int *fds, struct err 
 		}
 		if (sscanf(l, "path %63s %4095[^\n]", key, file) != 2)
 			continue;
-		const char *colon = strchr(key, ':');
-		char *end = NULL;
-		if (colon) {
-			errno = 0;
-			ino = strtoull(colon + 1, &end, 16);
-		}
-		if (!colon || end == colon + 1 || *end != ']' || errno)
-			return err_set(err, EINVAL, "checkpoint metadata: bad key '%s'", key);
-		int fd = open(file, O_RDONLY | O_CLOEXEC);
+		int fd = open_recorded(key, file, err);
 		if (fd < 0)
-			return err_set_errno(err, "open %s (recorded by the dump)", file);
-		if (fstat(fd, &st) < 0 || st.st_ino != ino) {
-			close(fd);
-			return err_set(err, ESTALE, "%s changed since the checkpoint "
-				       "(nbgate or the system was upgraded)", file);
-		}
+			return fd;
 		snprintf(x->v[x->n].key, sizeof(key), "%s", key);
 		fds[x->n] = fd;
 		x->v[x->n++].path = xstrdup(file);
@@ -622,6 +643,38 @@ static int rm_entry(const char *path, const struct stat *st, int type, struct FT
 	return (type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT ? -1 : 0;
 }
 
+/* t->dir is a clean path strictly below the absolute t->root. */
+static bool below_root(const struct ckpt_target *t)
+{
+	size_t rl = t->root ? strlen(t->root) : 0;
+
+	return t->root && t->root[0] == '/' && t->dir && strncmp(t->dir, t->root, rl) == 0 &&
+	       t->dir[rl] == '/' && !strstr(t->dir + rl, "/.") && !strstr(t->dir + rl, "//");
+}
+
+/* Every component of path after the first skip bytes is a real directory
+ * (lstat: a symlink is not). 1 yes, 0 a component is missing, <0 not. */
+static int real_dirs(const char *path, size_t skip, struct err **err)
+{
+	cleanup_free char *p = xstrdup(path);
+	struct stat st;
+
+	for (char *s = p + skip + 1;; s++) {
+		bool last = *s == '\0';
+
+		if (*s != '/' && !last)
+			continue;
+		*s = '\0';
+		if (lstat(p, &st) < 0)
+			return errno == ENOENT ? 0 : err_set_errno(err, "stat '%s'", p);
+		if (!S_ISDIR(st.st_mode))
+			return err_set(err, ELOOP, "refusing to delete below '%s': not a directory", p);
+		if (last)
+			return 1;
+		*s = '/';
+	}
+}
+
 /*
  * rm -r of t->dir, which must be a clean path strictly below t->root whose
  * every component below the root is a real directory (no symlink anywhere:
@@ -629,30 +682,14 @@ static int rm_entry(const char *path, const struct stat *st, int type, struct FT
  */
 static int criu_remove_op(const struct ckpt_target *t, struct err **err)
 {
-	size_t rl = t->root ? strlen(t->root) : 0;
-	cleanup_free char *path = NULL;
-	struct stat st;
+	int r;
 
-	if (!t->root || t->root[0] != '/' || !t->dir || strncmp(t->dir, t->root, rl) != 0 ||
-	    t->dir[rl] != '/' || strstr(t->dir + rl, "/.") || strstr(t->dir + rl, "//"))
+	if (!below_root(t))
 		return err_set(err, EPERM, "refusing to delete '%s': not below '%s'",
 			       t->dir ? t->dir : "", t->root ? t->root : "");
-	path = xstrdup(t->dir);
-	for (char *s = path + rl + 1; s; s = strchr(s + 1, '/')) {
-		char keep = *s;
-
-		*s = '\0';
-		if (s > path + rl + 1 && lstat(path, &st) < 0)
-			return errno == ENOENT ? 0 : err_set_errno(err, "stat '%s'", path);
-		if (s > path + rl + 1 && !S_ISDIR(st.st_mode))
-			return err_set(err, ELOOP, "refusing to delete below '%s': not a directory",
-				       path);
-		*s = keep;
-	}
-	if (lstat(t->dir, &st) < 0)
-		return errno == ENOENT ? 0 : err_set_errno(err, "stat '%s'", t->dir);
-	if (!S_ISDIR(st.st_mode))
-		return err_set(err, ELOOP, "refusing to delete '%s': not a directory", t->dir);
+	r = real_dirs(t->dir, strlen(t->root), err);
+	if (r <= 0)
+		return r;
 	if (nftw(t->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
 		return err_set_errno(err, "delete '%s'", t->dir);
 	return 0;

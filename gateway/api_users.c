@@ -46,6 +46,29 @@ static cJSON *strv_json(char *const *v)
 }
 
 /* Adds "servers" (name -> model) and the default server's summary. */
+/* Listed in a user's servers: live ones, and suspended ones (they come
+ * back on the next request, unlike stopped ones), that the caller may read. */
+static bool server_listed(const struct gw_request *req, const char *name,
+			  const struct spawner_server *s)
+{
+	if (strcmp(s->user, name) != 0 ||
+	    (!spawner_state_is_live(s->state) && s->state != SPAWNER_SUSPENDED))
+		return false;
+	return scopes_allow(req->who->scopes, "read:servers", name, s->name,
+			    (const char *const *)req->who->groups) ||
+	       strcmp(name, req->who->user) == 0;
+}
+
+/* JupyterHub's "pending" of the default server: spawn or stop under way. */
+static const char *pending_of(const struct spawner_server *s)
+{
+	if (s->state == SPAWNER_STARTING || s->state == SPAWNER_RESTORING)
+		return "spawn";
+	if (s->state == SPAWNER_STOPPING || s->state == SPAWNER_CHECKPOINTING)
+		return "stop";
+	return NULL;
+}
+
 static void add_servers(struct gw *gw, const struct gw_request *req, const char *name,
 			cJSON *model)
 {
@@ -56,23 +79,14 @@ static void add_servers(struct gw *gw, const struct gw_request *req, const char 
 
 	for (s = gw->spawner ? spawner_server_next(gw->spawner, NULL) : NULL; s;
 	     s = spawner_server_next(gw->spawner, s)) {
-		/* a suspended server is listed too (state "suspended"): it comes
-		 * back on the next request, unlike a stopped one */
-		if (strcmp(s->user, name) != 0 ||
-		    (!spawner_state_is_live(s->state) && s->state != SPAWNER_SUSPENDED))
-			continue;
-		if (!scopes_allow(req->who->scopes, "read:servers", name, s->name,
-				  (const char *const *)req->who->groups) &&
-		    strcmp(name, req->who->user) != 0)
+		if (!server_listed(req, name, s))
 			continue;
 		cJSON_AddItemToObject(servers, s->name, hub__server_model(s));
 		if (s->name[0])
 			continue;
 		if (s->state == SPAWNER_RUNNING)
 			url = spawner_base_url(name, "");
-		pending = s->state == SPAWNER_STARTING || s->state == SPAWNER_RESTORING ? "spawn" :
-			  s->state == SPAWNER_STOPPING || s->state == SPAWNER_CHECKPOINTING ?
-			  "stop" : NULL;
+		pending = pending_of(s);
 	}
 	cJSON_AddItemToObject(model, "server", url ? cJSON_CreateString(url) : cJSON_CreateNull());
 	cJSON_AddItemToObject(model, "pending",

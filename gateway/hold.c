@@ -347,6 +347,20 @@ static bool is_passive(const struct gw_request *req, const char *server)
 					gw_activity_subpath(h->path.encoded, server));
 }
 
+/* A passive request for a server that is away: held, no resume. True when
+ * it was handled so. */
+static bool hold_passive(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
+			 const struct spawner_server *srv)
+{
+	if (!srv || (srv->state != SPAWNER_SUSPENDED && srv->state != SPAWNER_CHECKPOINTING) ||
+	    !is_passive(req, srv->name))
+		return false;
+	if (gw_hold_request(gw, c, req, srv->user, srv->name) < 0)
+		hub__send_error(c, 503, "server %s%s%s is suspended; too many requests are "
+				"waiting for it", srv->user, *srv->name ? "/" : "", srv->name);
+	return true;
+}
+
 /* Resumes srv for this request, then shows the page or holds the request. */
 static void resume_for_request(struct gw *gw, struct gw_conn *c, const struct gw_request *req,
 			       const char *user, const char *server)
@@ -356,13 +370,8 @@ static void resume_for_request(struct gw *gw, struct gw_conn *c, const struct gw
 	struct err *err = NULL;
 	int r;
 
-	if (srv && (srv->state == SPAWNER_SUSPENDED || srv->state == SPAWNER_CHECKPOINTING) &&
-	    is_passive(req, server)) {
-		if (gw_hold_request(gw, c, req, user, server) < 0)
-			hub__send_error(c, 503, "server %s%s%s is suspended; too many requests "
-					"are waiting for it", user, *server ? "/" : "", server);
+	if (hold_passive(gw, c, req, srv))
 		return;
-	}
 
 	r = gw_servers_resume(gw, user, server, &err);
 	if (r < 0) {

@@ -280,6 +280,19 @@ static void apply_ready(struct gw_servers *sv, struct spawner_server *srv)
 }
 
 /* Route and token bookkeeping for one event. */
+/* Checkpointing, suspended, restoring: no route, so requests are held
+ * (hold.h); and before a dump, no connection to the server is left. */
+static void apply_put_away(struct gw *gw, const struct spawner_server *srv,
+			   enum spawner_state state)
+{
+	if (state != SPAWNER_CHECKPOINTING && state != SPAWNER_SUSPENDED &&
+	    state != SPAWNER_RESTORING)
+		return;
+	gw_routes_del(gw->routes, srv->user, srv->name);
+	if (state == SPAWNER_CHECKPOINTING && gw->close_upstream)
+		gw->close_upstream(gw, srv->upstream);
+}
+
 static void apply_event(struct gw_servers *sv, struct spawner_server *srv,
 			const struct spawner_event *ev)
 {
@@ -290,11 +303,7 @@ static void apply_event(struct gw_servers *sv, struct spawner_server *srv,
 		apply_ready(sv, srv);
 		return;
 	}
-	if (ev->state == SPAWNER_CHECKPOINTING || ev->state == SPAWNER_SUSPENDED ||
-	    ev->state == SPAWNER_RESTORING) /* put away: requests are held (hold.h) */
-		gw_routes_del(gw->routes, srv->user, srv->name);
-	if (ev->state == SPAWNER_CHECKPOINTING && gw->close_upstream) /* before the dump */
-		gw->close_upstream(gw, srv->upstream);
+	apply_put_away(gw, srv, ev->state);
 	if (ev->failed || ev->state == SPAWNER_STOPPED || ev->state == SPAWNER_STOPPING) {
 		gw_routes_del(gw->routes, srv->user, srv->name);
 		if (timer_stop(sv, srv->user, srv->name) >= 0 && ev->failed)
