@@ -867,7 +867,7 @@ void hub__page_resuming(struct gw *gw, struct gw_conn *c, const struct gw_reques
 	put_esc(&b, back);
 	buf_appends(&b, "\"><p>The server ");
 	put_esc(&b, *srv->name ? srv->name : "(default)");
-	buf_appends(&b, " was put away while it was idle (");
+	buf_appends(&b, " was put away to free the machine (now: ");
 	put_esc(&b, spawner_state_name(srv->state));
 	buf_appends(&b, "). It is being brought back with its kernels; this page continues "
 		    "to it when it is ready.</p><progress max=\"100\" value=\"0\"></progress> "
