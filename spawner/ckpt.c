@@ -11,9 +11,12 @@
  *   must fit the user's checkpoint quota. Refused with ENOSPC / HTTP 507.
  * - Fallbacks criu -> commit -> stop: a mode the backend cannot do
  *   (ENOTSUP, criu not usable) is skipped at once; a dump that failed
- *   with the server still alive leaves it running and untouched; a dump
- *   that failed after the server died goes on with the next mode (commit
- *   needs only the upper dir; stop of a dead server only records it).
+ *   with the server still alive leaves it running and untouched, and a
+ *   manual checkpoint ends there, while a cull goes on with the next mode
+ *   (which stops the server: else a server whose dumps always fail would
+ *   never be culled); a dump that failed after the server died goes on
+ *   with the next mode (commit needs only the upper dir; stop of a dead
+ *   server only records it).
  * - A checkpoint is tied to the image and profile it was taken with; a
  *   server resumes from its newest 'ready'/'restored' row that matches,
  *   else it starts fresh (home kept) and the messages say why.
@@ -419,7 +422,11 @@ void spawner_checkpoint_done(struct spawner *sp, struct spawner_server *srv, int
 	}
 	if (!message)
 		message = "unknown error";
-	if (alive) {
+	/* A failed dump leaves the server running and untouched. A manual
+	 * checkpoint stops there (the user asked for that mode and sees why);
+	 * a cull goes on with the next mode, which stops the server itself:
+	 * else a server whose dumps always fail would never be culled. */
+	if (alive && (!ck->reason || strcmp(ck->reason, "manual") == 0)) {
 		back_to_running(sp, srv, message);
 	} else {
 		why = ck->message ? xasprintf("%s; %s failed: %s", ck->message,
@@ -429,7 +436,7 @@ void spawner_checkpoint_done(struct spawner *sp, struct spawner_server *srv, int
 		/* The failed row goes after the next one exists: SQLite would
 		 * hand its id (the highest) to the next row, and a late
 		 * completion for it must not match the new dump. */
-		if (try_modes(sp, srv, ck->mode + 1, ck->reason ? ck->reason : "manual", false,
+		if (try_modes(sp, srv, ck->mode + 1, ck->reason ? ck->reason : "manual", alive,
 			      false, why, &e) < 0)
 			log_drop(&e, "checkpoint fallback for", srv);
 	}

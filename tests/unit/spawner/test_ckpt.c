@@ -452,6 +452,29 @@ static void test_ckpt_dump_failed_alive_left_running(void **state)
 	free(path);
 }
 
+/* A cull whose dump failed with the server alive goes on with commit (the
+ * commit op stops the server itself); with the commit failing too, the
+ * live server is stopped for real, keeping its home. */
+static void test_ckpt_cull_dump_failed_alive_goes_commit(void **state)
+{
+	struct fixture *f = *state;
+	struct spawner_server *srv = start_running(f, "alice", "");
+	struct err *e = NULL;
+	int64_t criu_id;
+
+	assert_int_equal(spawner_server_checkpoint(f->sp, "alice", "", SPAWNER_CKPT_CRIU,
+						   "idle for 3600 s", &e), 0);
+	criu_id = fake.last_id;
+	spawner_checkpoint_done(f->sp, srv, criu_id, false, true, 0, "criu: dump killed");
+	assert_int_equal(srv->state, SPAWNER_CHECKPOINTING);
+	assert_int_equal(fake.last_mode, SPAWNER_CKPT_COMMIT);
+	assert_true(fake.last_id != criu_id);
+	assert_int_equal(fake.ckpts, 2);
+	spawner_checkpoint_done(f->sp, srv, fake.last_id, false, true, 0, "no space");
+	assert_int_equal(fake.stops, 1); /* a live server: a real stop */
+	assert_int_equal(count_rows(f, 0, NULL, NULL), 0);
+}
+
 static void test_ckpt_fallback_dead_criu_commit_stop(void **state)
 {
 	struct fixture *f = *state;
@@ -1056,6 +1079,7 @@ int main(void)
 		T(test_ckpt_criu_roundtrip),
 		T(test_ckpt_refused_unless_running),
 		T(test_ckpt_dump_failed_alive_left_running),
+		T(test_ckpt_cull_dump_failed_alive_goes_commit),
 		T(test_ckpt_fallback_dead_criu_commit_stop),
 		T(test_ckpt_commit_success),
 		T(test_ckpt_enotsup_skips_to_next),
