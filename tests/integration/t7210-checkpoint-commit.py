@@ -8,8 +8,8 @@ does: files written through the overlay into the server's upper dir): a new
 module in Python's dist-packages, and a deleted file of the image. The
 culler, with action `commit` and a short idle timeout, puts the server away:
 its upper dir becomes an image layer (state suspended, a `commit` row in the
-checkpoint list, the committed image in the store). A request to the
-server's URL resumes it from base + that layer: the module imports in a new
+checkpoint list, the committed image in the store). A browser's request of
+the server's URL resumes it from base + that layer: the module imports in a new
 kernel, the deleted file stays deleted, the old kernel is gone (kernels are
 restarted, and the progress says so). Then the checkpoint is deleted and the
 committed image leaves the store with it."""
@@ -112,9 +112,12 @@ def run(tap):
     tap.ok(any(x and x.startswith("minimal-ckpt-") for x in store_refs()), "the committed image is in the store",
            repr(store_refs()))
     tap.ok(shim_pid(gw.state_dir) is None, "no sandbox process while suspended")
-    # a request resumes it
+    # the user comes back: a browser's request of the server's URL resumes it
+    r = gw.request("GET", "/user/%s/api/status" % USER, headers=dict(auth, Accept="text/html"))
+    tap.ok(r.status == 200 and "Resuming your server" in r.text(),
+           "a browser's request of the server's URL resumes it (Resuming page)", r.text()[:200])
     r = cl.req("GET", "api/kernels")
-    tap.is_(r.status, 200, "a request to the server's URL resumes it (held, then answered)", r.text()[:200])
+    tap.is_(r.status, 200, "an API request is held until the server is back, then answered", r.text()[:200])
     tap.ok(kid not in r.text(), "the old kernel is gone: kernels are restarted after a commit", r.text()[:200])
     ev = J.progress_ready(gw, tok, USER, "", 5)[1]
     msgs = " | ".join(e.get("message") or "" for e in ev)
