@@ -113,7 +113,6 @@ void local__jobs_free(struct spawner_local *sl)
 		job_free(sl->jobs);
 }
 
-
 static void job_schedule(struct local_job *j, int ms)
 {
 	lws_sul_schedule(j->sp->cfg.lws, 0, &j->sul, job_tick, (lws_usec_t)ms * LWS_US_PER_MS);
