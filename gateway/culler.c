@@ -357,7 +357,7 @@ static void cull_apply(struct gw_culler *cl, struct cull_job *j)
 	if (!e || !srv || srv->id != j->server_id || srv->state != SPAWNER_RUNNING)
 		return;
 	if (j->errmsg)
-		log_debug("probe of '%s': %s", srv->slug, j->errmsg);
+		log_info("probe of '%s': %s", srv->slug, j->errmsg);
 	gw_cfg_cull_rules(cl->gw->cfg, srv->profile, &r);
 	/* what proxy, API and start said since the last probe (probe touches
 	 * happen only here, so the source now is one of those or ours) */

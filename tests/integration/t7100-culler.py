@@ -2,7 +2,7 @@
 """Idle culling end to end (issue 4 "How it is shown": Culling).
 
 The real nbgate with the sandboxed `local` backend and the `jupyterlab`
-image; the culler looks every second, idle_timeout 4 s, action "stop" (so
+image; the culler looks every second, idle_timeout 6 s, action "stop" (so
 that nothing here depends on CRIU):
 
  (a) a client replaying what an idle open JupyterLab 4 tab polls (recorded
@@ -32,7 +32,7 @@ STORE = os.environ.get("NBGATE_IMAGE_STORE", "/var/cache/nbgate/images")
 # Sandboxes are named after the user (cgroup nbgate/<user>): a name of its
 # own keeps this test clear of others running at the same time.
 U = "t7100"
-IDLE_S = 4
+IDLE_S = 6
 # cpu_threshold 20 %: a Jupyter server answering four polls a second uses a
 # few percent of a CPU by itself; a busy loop uses 100 %.
 CULL = {"interval": 1, "idle_timeout": IDLE_S, "action": "stop", "cpu_threshold": 20}
@@ -187,7 +187,7 @@ def case_terminal(tap, gw, cl):
     ws = cl.ws("terminals/websocket/%s" % name)
     ws.send(json.dumps(["stdin", "while true; do echo tick; sleep 1; done\r"]))
     ticks, end, alive = 0, time.monotonic() + 3 * IDLE_S + 2, True
-    while time.monotonic() < end:  # bounded: 14 s
+    while time.monotonic() < end:  # bounded: 20 s
         ws.settimeout(2)
         try:
             m = ws.recv()
