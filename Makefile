@@ -15,7 +15,7 @@
 
 CC        ?= cc
 BUILD     ?= build
-PKGS      := libwebsockets libsodium libssl libcrypto sqlite3 libcjson libseccomp libcap
+PKGS      := libwebsockets libsodium libssl libcrypto sqlite3 libcjson libseccomp libcap libcurl yaml-0.1
 CPPFLAGS  += -I. -D_GNU_SOURCE -D_FORTIFY_SOURCE=2
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fstack-protector-strong \

@@ -128,6 +128,9 @@ static void server_free(struct spawner *sp, struct spawner_server *srv)
 	free(srv->name);
 	free(srv->slug);
 	free(srv->upstream);
+	if (srv->upstream_auth)
+		explicit_bzero(srv->upstream_auth, strlen(srv->upstream_auth));
+	free(srv->upstream_auth);
 	free(srv->home);
 	free(srv->run_dir);
 	free(srv->base_url);

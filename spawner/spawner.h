@@ -37,6 +37,7 @@ struct db;
 struct spawner;
 struct spawner_server;
 struct spawner_checkpoint;
+struct spawner_k8s_cfg;
 
 enum spawner_state {
 	SPAWNER_STOPPED = 0,
@@ -124,6 +125,7 @@ struct spawner_cfg {
 	const char *sandbox_fail_step;  /* tests only: the spec's fail_step
 					 * (SBX-14 fault injection; honoured
 					 * only by nbgate-init-faults); NULL */
+	const struct spawner_k8s_cfg *k8s; /* kubernetes backend only; else NULL */
 	/*
 	 * Called on the event-loop thread after every transition and progress
 	 * step. srv is borrowed (see spawner_server_find()). The callback may
@@ -133,6 +135,60 @@ struct spawner_cfg {
 	void (*on_event)(void *arg, struct spawner_server *srv,
 			 const struct spawner_event *ev);
 	void *event_arg;
+};
+
+/*
+ * One image users may pick on Kubernetes (config `kubernetes.images`): the
+ * local backend finds its images in the store, a cluster pulls them from a
+ * registry, so the command and the rest of what the store's metadata says
+ * come from the configuration instead.
+ */
+struct spawner_k8s_image {
+	const char *name;          /* the name in cfg->images ("jupyterlab") */
+	const char *ref;           /* registry reference ("reg.example/nbgate/jupyterlab:4.2") */
+	const char *const *cmd;    /* argv, NULL-ended; {port} {base_url} {home} {user}
+				    * {server} are expanded by nbgate, $(VAR) is left to
+				    * the kubelet (NBGATE_POD_IP, NBGATE_SERVER_TOKEN) */
+	const char *server_type;   /* "jupyterlab" | "vscode" | "jupyter" */
+	bool strip_prefix;         /* server has no base path */
+	int port;                  /* TCP port the server listens on in the pod */
+	int64_t uid;               /* runAsUser/runAsGroup/fsGroup, never 0 */
+	const char *home;          /* where the user's PVC is mounted ("/home/jovyan") */
+};
+
+/* Per-profile scheduling on Kubernetes, parallel to cfg->profiles. */
+struct spawner_k8s_sched {
+	const char *const *node_selector; /* "key=value", NULL-ended or NULL */
+	const char *tolerations_json;     /* JSON array of core/v1 Toleration, or NULL */
+};
+
+/*
+ * Kubernetes backend settings (config `kubernetes`, docs/kubernetes.md).
+ * Strings are borrowed like the rest of spawner_cfg; NULL/0 = the default
+ * named in the comment.
+ */
+struct spawner_k8s_cfg {
+	const char *kubeconfig;          /* path; NULL = in-cluster service account */
+	const char *context;             /* kubeconfig context; NULL = current-context */
+	const char *ns;                  /* namespace; NULL = kubeconfig's / the pod's */
+	const struct spawner_k8s_image *images; /* n_images, one per cfg->images name */
+	int n_images;
+	const struct spawner_k8s_sched *sched;  /* n_profiles entries, or NULL */
+	const char *storage_class;       /* NULL = the cluster's default class */
+	int64_t home_size_bytes;         /* PVC request; 0 = 10 GiB */
+	const char *gpu_resource;        /* NULL = "nvidia.com/gpu" */
+	const char *gpu_product_label;   /* NULL = "nvidia.com/gpu.product" */
+	const char *gpu_taint_key;       /* NULL = "nvidia.com/gpu" (toleration, Exists) */
+	const char *seccomp_localhost;   /* NULL = RuntimeDefault; else the Localhost
+					  * profile path under the kubelet's seccomp
+					  * root ("nbgate/default.json") */
+	const char *image_pull_policy;   /* NULL = "IfNotPresent" */
+	const char *image_pull_secret;   /* NULL = none */
+	const char *gateway_id;          /* label nbgate.io/gateway; NULL = "nbgate" */
+	int64_t request_timeout_ms;      /* one API call; 0 = 30000 */
+	int64_t max_response_bytes;      /* one API response; 0 = 16 MiB */
+	int threads;                     /* API worker threads; 0 = 4 */
+	bool checkpoint_kubelet;         /* CRIU through the kubelet checkpoint API */
 };
 
 /* Checkpoint/retention settings, set by the gateway after spawner_new(). */
@@ -174,6 +230,11 @@ struct spawner_server {
 	const char *activity_source; /* what set last_activity_ms: a static
 				  * string ("proxy", "kernel", "terminal",
 				  * "cpu", "gpu", "start", "api"), or NULL */
+	char *upstream_auth;     /* Authorization value the proxy adds to every
+				  * request to upstream ("token <secret>"), or
+				  * NULL: set by backends whose servers are
+				  * reachable by others (kubernetes). Secret:
+				  * never logged or persisted */
 	int progress;            /* last event's progress, for late listeners */
 	char *message;           /* last event's message, or NULL */
 	struct spawner_server *next; /* spawner's list; use spawner_server_next() */
@@ -239,6 +300,13 @@ struct spawner_ops {
 	 */
 	int (*checkpoint_forget)(struct spawner *sp, const struct spawner_checkpoint *ck,
 				 struct err **err);
+	/*
+	 * poll     runs the backend's completions on the loop thread: backends
+	 *          that work on threads of their own (kubernetes: API calls,
+	 *          watches) wake the loop with lws_cancel_service(cfg->lws),
+	 *          and the gateway calls spawner_poll() when it wakes. Optional.
+	 */
+	void (*poll)(struct spawner *sp);
 };
 
 /* The base every backend embeds first. Fields are the spawner's own. */
@@ -547,6 +615,13 @@ static inline int spawner_adopt(struct spawner *sp, struct spawner_server *srv,
 	if (!sp->ops->adopt)
 		return err_set(err, ENOTSUP, "backend '%s' cannot adopt servers", sp->ops->name);
 	return sp->ops->adopt(sp, srv, err);
+}
+
+/* Loop thread, on every wake-up (LWS_CALLBACK_EVENT_WAIT_CANCELLED). */
+static inline void spawner_poll(struct spawner *sp)
+{
+	if (sp && sp->ops->poll)
+		sp->ops->poll(sp);
 }
 
 static inline bool spawner_has_cap(const struct spawner *sp, unsigned cap)
