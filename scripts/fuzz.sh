@@ -8,7 +8,7 @@ mkdir -p "$out"
 make --no-print-directory CC=clang BUILD="$out/lib" \
 	CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
 	"$out/lib/libgateway.a" "$out/lib/libspawner.a" "$out/lib/libcommon.a"
-libs=$(pkg-config --libs libwebsockets libsodium libssl libcrypto sqlite3 libcjson)
+libs=$(pkg-config --libs libwebsockets libsodium libssl libcrypto sqlite3 libcjson libseccomp libcap libcurl yaml-0.1)
 for src in tests/fuzz/fuzz_*.c; do
 	name=$(basename "$src" .c)
 	target=${name#fuzz_}
