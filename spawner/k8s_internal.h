@@ -76,7 +76,7 @@ struct k8s_pod_req {
  * (fieldRef status.podIP), resources from the profile (requests = limits),
  * GPUs as <gpu_resource> limits + node selector <gpu_product_label>=
  * <gpu_model> + toleration <gpu_taint_key> Exists, the profile's node
- * selector and tolerations, a readiness probe (httpGet <base_url>api/status
+ * selector and tolerations, a readiness probe (httpGet <base_url>api
  * for Jupyter; tcpSocket otherwise), the PVC at img->home, an emptyDir at
  * /tmp, restartPolicy OnFailure, automountServiceAccountToken false,
  * enableServiceLinks false, and the restricted security context
