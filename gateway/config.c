@@ -511,6 +511,8 @@ int gw_cfg_finish(struct gw_cfg *c, struct err **err)
 			       "session_idle_timeout exceeds session_absolute_timeout");
 	if (gw_cfg_local_finish(c, err) < 0)
 		return -EINVAL;
+	if (gw_cfg_k8s_finish(c, err) < 0)
+		return -EINVAL;
 	gw_cfg_derive_checkpoint_dir(c);
 	gw_cfg_derive_public_url(c);
 	if (!c->access_log[0]) {

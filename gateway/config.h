@@ -137,6 +137,13 @@ struct gw_cfg {
 	struct gw_cull_rules cull;     /* global rules (config `cull`) */
 	struct gw_cull_override *profile_cull; /* n_profiles, parallel to profiles */
 
+	/* kubernetes backend (issue 5); see config_k8s.c */
+	struct spawner_k8s_cfg k8s;    /* config `kubernetes`: defaults filled in,
+					* strings and images owned; k8s.sched
+					* points at profile_sched after finish */
+	struct spawner_k8s_sched *profile_sched; /* n_profiles, parallel to
+					* profiles (node_selector, tolerations) */
+
 	/* derived by gw_cfg_load, not settings */
 	bool tls;                      /* tls_cert and tls_key set */
 	bool cookie_secure_set;        /* cookie_secure came from file/env */
@@ -171,8 +178,9 @@ void gw_cfg_free(struct gw_cfg *c);
 
 /*
  * Fills the local/kubernetes fields of sc (profiles, images, quota,
- * image_store, seccomp_profile, uid_base) from c. Everything is borrowed
- * from c, which must outlive the spawner. Cannot fail.
+ * image_store, seccomp_profile, uid_base, and k8s = &c->k8s when spawner
+ * is kubernetes, else NULL) from c. Everything is borrowed from c, which
+ * must outlive the spawner. Cannot fail.
  */
 void gw_cfg_spawner_fill(const struct gw_cfg *c, struct spawner_cfg *sc);
 
@@ -228,5 +236,50 @@ int gw_cfg_local_finish(struct gw_cfg *c, struct err **err);
 
 /* Frees what gw_cfg_json_table's parsers allocated. */
 void gw_cfg_json_free(struct gw_cfg *c);
+
+/* ---- kubernetes settings (config_k8s.c) ---- */
+
+/*
+ * Parses the `kubernetes` object (file key or NBGATE_KUBERNETES) into
+ * c->k8s, replacing what was there, with every default filled in (images
+ * by their server_type: cmd, port, uid 1000, home /home/jovyan). Unknown
+ * keys, wrong types and values out of range are EINVAL naming the field
+ * ("kubernetes.images[0].uid: must not be 0 ..."); c is unchanged then.
+ */
+int gw_cfg_k8s_parse(struct gw_cfg *c, const struct cJSON *v, struct err **err);
+
+/* c->k8s as the JSON object gw_cfg_k8s_parse() reads (--print-config).
+ * Caller owns the result. */
+struct cJSON *gw_cfg_k8s_print(const struct gw_cfg *c);
+
+/* Frees c->k8s and c->profile_sched (n_profiles entries). NULL-safe members. */
+void gw_cfg_k8s_free(struct gw_cfg *c);
+
+/*
+ * At the end of loading: points c->k8s.sched at c->profile_sched, and when
+ * spawner is kubernetes checks that every name in `images` and every
+ * profile's image has a kubernetes.images entry, then runs the backend's
+ * k8s_check_cfg() on the spawner configuration gw_cfg_spawner_fill()
+ * gives. Errors: EINVAL naming the field.
+ */
+int gw_cfg_k8s_finish(struct gw_cfg *c, struct err **err);
+
+/*
+ * A profile key that belongs to kubernetes scheduling: "node_selector"
+ * (object of label key -> label value, stored as "key=value") or
+ * "tolerations" (list of core/v1 Toleration objects with only key,
+ * operator, value, effect, tolerationSeconds; stored as compact JSON)
+ * into s, replacing an earlier value. where names the field
+ * ("profiles[0].tolerations"). Returns 1 when it was one of them, 0 when
+ * it is another key (nothing done), -EINVAL on a bad value.
+ */
+int gw_cfg_k8s_profile_key(struct spawner_k8s_sched *s, const struct cJSON *it,
+			   const char *where, struct err **err);
+
+/* Adds s's node_selector/tolerations (those that are set) to object o. */
+void gw_cfg_k8s_sched_print(const struct spawner_k8s_sched *s, struct cJSON *o);
+
+/* Frees n entries of v and v itself; NULL is fine. */
+void gw_cfg_k8s_sched_free(struct spawner_k8s_sched *v, int n);
 
 #endif

@@ -418,7 +418,8 @@ static int profile_ident_ok(const char *k, const char *v, const char *where, str
 		return err_set(err, EINVAL, "%s: expected \"none\" or \"egress\"", where);
 	if (strcmp(k, "name") != 0 && strcmp(k, "image") != 0 && strcmp(k, "network") != 0)
 		return err_set(err, EINVAL, "%s: unknown key (allowed: name, display_name, "
-			       "image, cpu, memory, pids, gpus, gpu_model, network, cull)", where);
+			       "image, cpu, memory, pids, gpus, gpu_model, network, cull, "
+			       "node_selector, tolerations)", where);
 	return 0;
 }
 
@@ -485,7 +486,8 @@ static bool key_repeated(const cJSON *o, const cJSON *it)
 }
 
 static int profile_parse(const cJSON *o, int i, struct spawner_profile *p,
-			 struct gw_cull_override *ov, struct err **err)
+			 struct gw_cull_override *ov, struct spawner_k8s_sched *sk,
+			 struct err **err)
 {
 	const char *s[5] = { NULL, NULL, NULL, "", "none" };
 	const cJSON *it;
@@ -496,6 +498,7 @@ static int profile_parse(const cJSON *o, int i, struct spawner_profile *p,
 		cleanup_free char *where = xasprintf("profiles[%d].%s", i, it->string);
 		const char *val = NULL;
 		size_t k;
+		int r;
 
 		if (key_repeated(o, it))
 			return err_set(err, EINVAL, "%s: duplicate key", where);
@@ -504,6 +507,12 @@ static int profile_parse(const cJSON *o, int i, struct spawner_profile *p,
 				return -EINVAL;
 			continue;
 		}
+		/* kubernetes scheduling: config_k8s.c; every backend accepts it */
+		r = gw_cfg_k8s_profile_key(sk, it, where, err);
+		if (r < 0)
+			return -EINVAL;
+		if (r > 0)
+			continue;
 		if (profile_key(p, it, where, &val, err) < 0)
 			return -EINVAL;
 		for (k = 0; val && k < sizeof(profile_strs) / sizeof(profile_strs[0]); k++)
@@ -530,6 +539,7 @@ static int parse_profiles(struct gw_cfg *c, const cJSON *v, struct err **err)
 	int n = cJSON_GetArraySize(v), i = 0;
 	struct spawner_profile *ps;
 	struct gw_cull_override *ov;
+	struct spawner_k8s_sched *sk;
 	const cJSON *it;
 
 	if (!cJSON_IsArray(v) || n < 1 || n > PROFILES_MAX)
@@ -537,8 +547,9 @@ static int parse_profiles(struct gw_cfg *c, const cJSON *v, struct err **err)
 			       PROFILES_MAX);
 	ps = xcalloc((size_t)n, sizeof(*ps));
 	ov = xcalloc((size_t)n, sizeof(*ov));
+	sk = xcalloc((size_t)n, sizeof(*sk));
 	cJSON_ArrayForEach(it, v) {
-		if (profile_parse(it, i, &ps[i], &ov[i], err) < 0)
+		if (profile_parse(it, i, &ps[i], &ov[i], &sk[i], err) < 0)
 			goto fail;
 		for (int k = 0; k < i; k++)
 			if (!strcmp(ps[k].name, ps[i].name)) {
@@ -548,15 +559,18 @@ static int parse_profiles(struct gw_cfg *c, const cJSON *v, struct err **err)
 			}
 		i++;
 	}
+	gw_cfg_k8s_sched_free(c->profile_sched, c->n_profiles);
 	profiles_free(c->profiles, c->n_profiles);
 	free(c->profile_cull);
 	c->profiles = ps;
 	c->profile_cull = ov;
+	c->profile_sched = sk;
 	c->n_profiles = n;
 	return 0;
 fail:
 	profiles_free(ps, n);
 	free(ov);
+	gw_cfg_k8s_sched_free(sk, n);
 	return -EINVAL;
 }
 
@@ -594,6 +608,8 @@ static cJSON *print_profiles(const struct gw_cfg *c)
 		if (c->profile_cull && c->profile_cull[i].set)
 			cJSON_AddItemToObject(o, "cull", cull_json(&c->profile_cull[i].v,
 								   c->profile_cull[i].set));
+		if (c->profile_sched)
+			gw_cfg_k8s_sched_print(&c->profile_sched[i], o);
 		cJSON_AddItemToArray(a, o);
 	}
 	return a;
@@ -668,6 +684,8 @@ const struct gw_cfg_json_entry gw_cfg_json_table[] = {
 	  "per-user limits over live servers; 0 or absent = unlimited" },
 	{ "cull", default_cull, parse_cull, print_cull,
 	  "idle culling: idle_timeout, max_age, action, ...; profiles may override" },
+	{ "kubernetes", "{}", gw_cfg_k8s_parse, gw_cfg_k8s_print,
+	  "kubernetes backend: kubeconfig, namespace, images, storage, GPUs (config_k8s.c)" },
 	{ NULL },
 };
 
@@ -704,6 +722,7 @@ int gw_cfg_json_defaults(struct gw_cfg *c, struct err **err)
 
 void gw_cfg_json_free(struct gw_cfg *c)
 {
+	gw_cfg_k8s_free(c); /* profile_sched is parallel to profiles: first */
 	profiles_free(c->profiles, c->n_profiles);
 	free(c->profile_cull);
 	c->profile_cull = NULL;
@@ -797,6 +816,7 @@ void gw_cfg_spawner_fill(const struct gw_cfg *c, struct spawner_cfg *sc)
 	sc->image_store = c->image_store;
 	sc->seccomp_profile = c->seccomp_profile;
 	sc->uid_base = (uint32_t)c->sandbox_uid_base;
+	sc->k8s = c->spawner == GW_SPAWNER_KUBERNETES ? &c->k8s : NULL;
 }
 
 const struct spawner_profile *gw_cfg_profile_find(const struct gw_cfg *c, const char *name)

@@ -208,10 +208,17 @@ static int gpus_of(struct gw *gw, const struct spawner_server *srv, int *out)
 	return n;
 }
 
+/*
+ * The token the server's API accepts: a server that checks the proxy's
+ * own header (kubernetes pods: upstream_auth "token <t>") wants that one,
+ * the others the hub token in their environment.
+ */
 static char *token_of(const struct spawner_server *srv)
 {
 	size_t n = strlen(CULL_TOKEN_VAR);
 
+	if (srv->upstream_auth && !strncmp(srv->upstream_auth, "token ", 6))
+		return xstrdup(srv->upstream_auth + 6);
 	for (size_t i = 0; srv->env && srv->env[i]; i++)
 		if (!strncmp(srv->env[i], CULL_TOKEN_VAR, n))
 			return xstrdup(srv->env[i] + n);

@@ -18,6 +18,11 @@
  *    server must not learn the caller's hub credential (an admin's token
  *    would otherwise reach alice's code). The same holds for the nbgate
  *    session and login cookies. Jupyter trusts X-Nbgate-User instead.
+ *  - A route with an upstream credential (gw_route.auth: a kubernetes pod
+ *    is reachable over the cluster network, so its server checks a token
+ *    of its own) gets the gateway's `Authorization: <auth>` on every
+ *    request and WebSocket upgrade, after the client's headers (whose own
+ *    Authorization was dropped above). It is never logged.
  *
  * Upstream sockets are created here (non-blocking connect, SOCK_CLOEXEC) and
  * adopted into lws as raw sockets of protocol "nbgate-up". A socket whose
@@ -163,7 +168,7 @@ static void append_client_headers(struct buf *b, const struct http_req *req)
 }
 
 static void build_request(struct buf *b, const struct gw_conn *c, const struct http_req *req,
-			  const struct auth_ident *who, size_t strip)
+			  const struct auth_ident *who, size_t strip, const char *auth)
 {
 	/* Host stays the client's even when the prefix is stripped: code-server
 	 * refuses a WebSocket whose Origin host differs from Host (403) */
@@ -177,6 +182,8 @@ static void build_request(struct buf *b, const struct gw_conn *c, const struct h
 		buf_appends(b, "Connection: keep-alive\r\n");
 	if (req->content_length >= 0)
 		buf_appendf(b, "Content-Length: %lld\r\n", (long long)req->content_length);
+	if (auth) /* checked by gw_routes_set_auth(): one clean header line */
+		buf_appendf(b, "Authorization: %s\r\n", auth);
 	/* the gateway's own headers come last; nothing of the client's can remove them */
 	buf_appendf(b, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
 		       "X-Forwarded-Host: %.*s\r\nX-Nbgate-User: %s\r\n\r\n",
@@ -434,6 +441,7 @@ void gw__proxy_start(struct gw_conn *c, const struct http_req *req, const struct
 		     char *ws_key)
 {
 	struct gw_up *up = pool_take(c->core, upstream);
+	const struct gw_route *rt = gw_routes_get(c->core->gw->routes, user, server);
 	struct err *err = NULL;
 
 	if (!up && !(up = up_connect(c->core, upstream, &err))) {
@@ -451,7 +459,9 @@ void gw__proxy_start(struct gw_conn *c, const struct http_req *req, const struct
 	c->server = xstrdup(server);
 	c->strip = strip ? xstrndup(req->path.encoded, strip) : NULL;
 	c->st = GW_CS_PROXY;
-	build_request(&up->out, c, req, who, strip);
+	/* the caller found the route just now, on this same loop turn */
+	build_request(&up->out, c, req, who, strip,
+		      rt && !strcmp(rt->upstream, upstream) ? rt->auth : NULL);
 	if (up->from_pool) {
 		up->replay = xmalloc(up->out.len);
 		memcpy(up->replay, up->out.data, up->out.len);

@@ -30,7 +30,32 @@ static void route_free(struct gw_route *r)
 	free(r->user);
 	free(r->server);
 	free(r->upstream);
+	if (r->auth) /* a server's credential: leave no copy in freed memory */
+		explicit_bzero(r->auth, strlen(r->auth));
+	free(r->auth);
 	free(r);
+}
+
+/* The value of a header line we write ourselves: 1..4096 of 0x20..0x7e,
+ * not starting or ending with a space (no CR/LF: no header injection). */
+static bool auth_ok(const char *a)
+{
+	size_t n = strlen(a);
+
+	if (n == 0 || n > 4096 || a[0] == ' ' || a[n - 1] == ' ')
+		return false;
+	for (; *a; a++)
+		if ((unsigned char)*a < 0x20 || (unsigned char)*a > 0x7e)
+			return false;
+	return true;
+}
+
+static void route_set_auth(struct gw_route *r, const char *auth)
+{
+	if (r->auth)
+		explicit_bzero(r->auth, strlen(r->auth));
+	free(r->auth);
+	r->auth = auth ? xstrdup(auth) : NULL;
 }
 
 void gw_routes_free(struct gw_routes *rt)
@@ -126,6 +151,13 @@ int gw_routes_set(struct gw_routes *rt, const char *user, const char *server,
 int gw_routes_set_flags(struct gw_routes *rt, const char *user, const char *server,
 			const char *upstream, unsigned flags, struct err **err)
 {
+	return gw_routes_set_auth(rt, user, server, upstream, flags, NULL, err);
+}
+
+int gw_routes_set_auth(struct gw_routes *rt, const char *user, const char *server,
+		       const char *upstream, unsigned flags, const char *auth,
+		       struct err **err)
+{
 	struct gw_route *r;
 	char *host = NULL;
 	bool is_unix;
@@ -137,6 +169,9 @@ int gw_routes_set_flags(struct gw_routes *rt, const char *user, const char *serv
 	if (gw_upstream_parse(upstream, &is_unix, &host, &port, err) < 0)
 		return err_wrap(err, "route '%s/%s'", user, server);
 	free(host);
+	if (auth && !auth_ok(auth))
+		return err_set(err, EINVAL, "route '%s/%s': upstream authorization is not a "
+			       "valid header value", user, server);
 	i = find(rt, user, server);
 	if (i >= 0) {
 		r = rt->v[i];
@@ -144,6 +179,7 @@ int gw_routes_set_flags(struct gw_routes *rt, const char *user, const char *serv
 		r->upstream = xstrdup(upstream);
 		r->created_ms = time_now_ms();
 		r->flags = flags;
+		route_set_auth(r, auth);
 		return 0;
 	}
 	if (rt->n == rt->cap) {
@@ -156,6 +192,7 @@ int gw_routes_set_flags(struct gw_routes *rt, const char *user, const char *serv
 	r->upstream = xstrdup(upstream);
 	r->created_ms = r->last_activity_ms = time_now_ms();
 	r->flags = flags;
+	route_set_auth(r, auth);
 	i = -i - 1;
 	memmove(rt->v + i + 1, rt->v + i, (rt->n - (size_t)i) * sizeof(struct gw_route *));
 	rt->v[i] = r;

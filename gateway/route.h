@@ -37,6 +37,9 @@ struct gw_route {
 	int64_t last_activity_ms;  /* wall clock ms; traffic either way, HTTP and WS */
 	int64_t created_ms;        /* wall clock ms of the last gw_routes_set */
 	unsigned flags;            /* enum gw_route_flags */
+	char *auth;                /* Authorization value the proxy sends upstream
+				    * (srv->upstream_auth: "token <secret>"), or
+				    * NULL; owned, secret: never logged or listed */
 };
 
 struct gw_routes;
@@ -60,6 +63,18 @@ int gw_routes_set(struct gw_routes *rt, const char *user, const char *server,
  * replaced route takes the new flags. */
 int gw_routes_set_flags(struct gw_routes *rt, const char *user, const char *server,
 			const char *upstream, unsigned flags, struct err **err);
+
+/*
+ * Same with the Authorization value the proxy adds to every request it
+ * sends to this upstream (HTTP and WebSocket upgrades), or NULL for none
+ * (gw_routes_set_flags() passes NULL). auth is copied; a replaced route
+ * takes the new value (NULL removes it). It must be 1..4096 bytes of
+ * visible ASCII and spaces (a header value: no CR, LF or other controls),
+ * else -EINVAL and the table is unchanged; the message never holds it.
+ */
+int gw_routes_set_auth(struct gw_routes *rt, const char *user, const char *server,
+		       const char *upstream, unsigned flags, const char *auth,
+		       struct err **err);
 
 /*
  * Prefix stripping for GW_ROUTE_STRIP_PREFIX routes. encoded is the

@@ -63,6 +63,9 @@ static int client_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 		core = gw__core(wsi);
 		if (core && core->gw->work)
 			work_drain(core->gw->work);
+		/* backends with threads of their own (kubernetes) woke us too */
+		if (core)
+			spawner_poll(core->gw->spawner);
 		return 0;
 	default:
 		return 0;

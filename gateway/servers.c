@@ -268,9 +268,11 @@ static void apply_ready(struct gw_servers *sv, struct spawner_server *srv)
 	struct err *err = NULL;
 	double age;
 
-	/* code-server has no base path: the backend says so per server */
-	if (gw_routes_set_flags(gw->routes, srv->user, srv->name, srv->upstream,
-				srv->strip_prefix ? GW_ROUTE_STRIP_PREFIX : 0, &err) < 0) {
+	/* code-server has no base path: the backend says so per server; a pod
+	 * checks the token the backend gave it (upstream_auth, kubernetes) */
+	if (gw_routes_set_auth(gw->routes, srv->user, srv->name, srv->upstream,
+			       srv->strip_prefix ? GW_ROUTE_STRIP_PREFIX : 0, srv->upstream_auth,
+			       &err) < 0) {
 		log_err("cannot publish route for '%s/%s': %s", srv->user, srv->name, err->msg);
 		err_free(&err);
 	}
