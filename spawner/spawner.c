@@ -53,19 +53,6 @@ static int err_pass(struct err **err, struct err **local)
 
 /* ---- registry ---- */
 
-static int stub_k8s_init(struct spawner *sp, struct err **err)
-{
-	return err_set(err, ENOTSUP, "nbgate was built without kubernetes support");
-}
-
-/* Stub: configurable by name, fails at init with a clear message (crun criu.h). */
-const struct spawner_ops spawner_k8s_ops = {
-	.name = "kubernetes",
-	.caps = SPAWNER_CAP_SANDBOX | SPAWNER_CAP_ADOPT | SPAWNER_CAP_PORT,
-	.size = sizeof(struct spawner),
-	.init = stub_k8s_init,
-};
-
 enum spawner_backend_id { SPAWNER_PROCESS, SPAWNER_LOCAL, SPAWNER_K8S };
 
 static const struct spawner_ops *const backends[] = {
@@ -783,7 +770,9 @@ static bool adopt_alive(struct spawner *sp, struct spawner_server *srv)
 {
 	struct err *e = NULL;
 
-	if (srv->pid <= 0)
+	/* a local server without a pid never got started; a remote one
+	 * (a pod) has none, and the backend knows from its own records */
+	if (srv->pid <= 0 && !spawner_has_cap(sp, SPAWNER_CAP_REMOTE))
 		return false;
 	if (spawner_adopt(sp, srv, &e) == 0)
 		return true;

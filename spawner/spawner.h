@@ -59,6 +59,8 @@ enum spawner_caps {
 	SPAWNER_CAP_CHECKPOINT = 1 << 2, /* checkpoint/restore supported */
 	SPAWNER_CAP_PORT = 1 << 3,       /* upstreams may be host:port */
 	SPAWNER_CAP_UNIX = 1 << 4,       /* upstreams may be Unix sockets */
+	SPAWNER_CAP_REMOTE = 1 << 5,     /* servers run on other machines: no host
+					  * pid or cgroup; adopt asks the backend */
 };
 
 /*
