@@ -313,19 +313,10 @@ static int toleration_enums(const char *op, const char *effect, const char *wher
 	return 0;
 }
 
-/* The rules the API server applies to a core/v1 Toleration. */
-static int toleration_rules(const cJSON *t, const char *where, struct err **err)
+/* key, operator and value together, as the API server checks them. */
+static int toleration_key_value(const char *k, bool exists, const char *vs, const char *where,
+				struct err **err)
 {
-	const cJSON *key = cJSON_GetObjectItemCaseSensitive(t, "key");
-	const cJSON *op = cJSON_GetObjectItemCaseSensitive(t, "operator");
-	const cJSON *val = cJSON_GetObjectItemCaseSensitive(t, "value");
-	const cJSON *eff = cJSON_GetObjectItemCaseSensitive(t, "effect");
-	bool exists = op && !strcmp(op->valuestring, "Exists");
-	const char *k = key ? key->valuestring : "", *vs = val ? val->valuestring : "";
-
-	if (toleration_enums(op ? op->valuestring : NULL, eff ? eff->valuestring : NULL, where,
-			     err) < 0)
-		return -EINVAL;
 	if (*k && !label_key_ok(k))
 		return err_set(err, EINVAL, "%s.key: '%s' is not a taint key ([prefix/]name)",
 			       where, k);
@@ -337,8 +328,24 @@ static int toleration_rules(const cJSON *t, const char *where, struct err **err)
 			       where);
 	if (!label_part_ok(vs, strlen(vs), true))
 		return err_set(err, EINVAL, "%s.value: not a label value", where);
+	return 0;
+}
+
+/* The rules the API server applies to a core/v1 Toleration. */
+static int toleration_rules(const cJSON *t, const char *where, struct err **err)
+{
+	const cJSON *key = cJSON_GetObjectItemCaseSensitive(t, "key");
+	const cJSON *op = cJSON_GetObjectItemCaseSensitive(t, "operator");
+	const cJSON *val = cJSON_GetObjectItemCaseSensitive(t, "value");
+	const cJSON *eff = cJSON_GetObjectItemCaseSensitive(t, "effect");
+	const char *ops = op ? op->valuestring : NULL, *effs = eff ? eff->valuestring : NULL;
+
+	if (toleration_enums(ops, effs, where, err) < 0 ||
+	    toleration_key_value(key ? key->valuestring : "", ops && !strcmp(ops, "Exists"),
+				 val ? val->valuestring : "", where, err) < 0)
+		return -EINVAL;
 	if (cJSON_GetObjectItemCaseSensitive(t, "tolerationSeconds") &&
-	    !(eff && !strcmp(eff->valuestring, "NoExecute")))
+	    !(effs && !strcmp(effs, "NoExecute")))
 		return err_set(err, EINVAL, "%s.tolerationSeconds: only with effect \"NoExecute\"",
 			       where);
 	return 0;
@@ -713,17 +720,15 @@ static int k8s_str(const struct k8s_key *k, const cJSON *v, const char *where, c
 	if (!cJSON_IsNull(v) && !s)
 		return err_set(err, EINVAL, "%s: expected a string (or null: %s)", where,
 			       k->def ? k->def : "none");
-	if (s && *s && !printable(s, max, false))
+	if (s && !*s)
+		s = NULL; /* "" = the default */
+	if (s && !printable(s, max, false))
 		return err_set(err, EINVAL, "%s: expected printable text without spaces, at "
 			       "most %zu characters", where, max);
-	if (s && *s && k->type == KT_PATH && s[0] != '/')
+	if (s && k->type == KT_PATH && s[0] != '/')
 		return err_set(err, EINVAL, "%s: must be an absolute path", where);
 	free(*dst);
-	*dst = NULL;
-	if (s && *s)
-		*dst = xstrdup(s);
-	else if (k->def)
-		*dst = xstrdup(k->def);
+	*dst = s ? xstrdup(s) : k->def ? xstrdup(k->def) : NULL;
 	return 0;
 }
 

@@ -485,6 +485,31 @@ static bool key_repeated(const cJSON *o, const cJSON *it)
 	return false;
 }
 
+/* One member `it` of profile object o: string members land in s[]. */
+static int profile_member(const cJSON *o, const cJSON *it, int i, struct spawner_profile *p,
+			  struct gw_cull_override *ov, struct spawner_k8s_sched *sk,
+			  const char *s[5], struct err **err)
+{
+	cleanup_free char *where = xasprintf("profiles[%d].%s", i, it->string);
+	const char *val = NULL;
+	int r;
+
+	if (key_repeated(o, it))
+		return err_set(err, EINVAL, "%s: duplicate key", where);
+	if (!strcmp(it->string, "cull"))
+		return cull_parse(it, where, false, ov, err) < 0 ? -EINVAL : 0;
+	/* kubernetes scheduling: config_k8s.c; every backend accepts it */
+	r = gw_cfg_k8s_profile_key(sk, it, where, err);
+	if (r != 0)
+		return r < 0 ? -EINVAL : 0;
+	if (profile_key(p, it, where, &val, err) < 0)
+		return -EINVAL;
+	for (size_t k = 0; val && k < sizeof(profile_strs) / sizeof(profile_strs[0]); k++)
+		if (!strcmp(profile_strs[k], it->string))
+			s[k] = val;
+	return 0;
+}
+
 static int profile_parse(const cJSON *o, int i, struct spawner_profile *p,
 			 struct gw_cull_override *ov, struct spawner_k8s_sched *sk,
 			 struct err **err)
@@ -494,31 +519,9 @@ static int profile_parse(const cJSON *o, int i, struct spawner_profile *p,
 
 	if (!cJSON_IsObject(o))
 		return err_set(err, EINVAL, "profiles[%d]: expected an object", i);
-	cJSON_ArrayForEach(it, o) {
-		cleanup_free char *where = xasprintf("profiles[%d].%s", i, it->string);
-		const char *val = NULL;
-		size_t k;
-		int r;
-
-		if (key_repeated(o, it))
-			return err_set(err, EINVAL, "%s: duplicate key", where);
-		if (!strcmp(it->string, "cull")) {
-			if (cull_parse(it, where, false, ov, err) < 0)
-				return -EINVAL;
-			continue;
-		}
-		/* kubernetes scheduling: config_k8s.c; every backend accepts it */
-		r = gw_cfg_k8s_profile_key(sk, it, where, err);
-		if (r < 0)
+	cJSON_ArrayForEach(it, o)
+		if (profile_member(o, it, i, p, ov, sk, s, err) < 0)
 			return -EINVAL;
-		if (r > 0)
-			continue;
-		if (profile_key(p, it, where, &val, err) < 0)
-			return -EINVAL;
-		for (k = 0; val && k < sizeof(profile_strs) / sizeof(profile_strs[0]); k++)
-			if (!strcmp(profile_strs[k], it->string))
-				s[k] = val;
-	}
 	if (!s[0])
 		return err_set(err, EINVAL, "profiles[%d].name: required", i);
 	if (!s[2])

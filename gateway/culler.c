@@ -238,7 +238,9 @@ static struct cull_job *job_new(struct gw_culler *cl, const struct spawner_serve
 		j->base = xstrdup(srv->strip_prefix || !srv->base_url ? "/" : srv->base_url);
 		j->token = token_of(srv);
 	}
-	if (spawner_has_cap(cl->gw->spawner, SPAWNER_CAP_SANDBOX))
+	/* the sandbox's cgroup is on this host only for local servers */
+	if (spawner_has_cap(cl->gw->spawner, SPAWNER_CAP_SANDBOX) &&
+	    !spawner_has_cap(cl->gw->spawner, SPAWNER_CAP_REMOTE))
 		j->sandbox = xstrdup(srv->slug);
 	j->ngpus = gpus_of(cl->gw, srv, j->gpus);
 	return j;

@@ -1,5 +1,7 @@
 #!/bin/sh
-# Runs the integration tests (tests/integration/t*.py, TAP) under prove.
+# Runs the integration tests (tests/integration/t*.py, then the Kubernetes
+# backend's tests/k8s/t*.py against the API server's contract double; TAP)
+# under prove.
 # Env: NBGATE (binary, default build/nbgate), TESTS (space-separated list to
 # run instead of all), PROVE_JOBS (default 1). Exits non-zero on any failure
 # and prints a final "N passed, N failed" line (test files).
@@ -16,14 +18,14 @@ fi
 if [ -n "${TESTS:-}" ]; then
 	set -- $TESTS
 else
-	set -- tests/integration/t*.py
+	set -- tests/integration/t*.py tests/k8s/t*.py
 fi
 LOG=$(mktemp /tmp/nbgate-prove.XXXXXX)
 trap 'rm -f "$LOG"' EXIT
 prove -v -j "${PROVE_JOBS:-1}" --timer --exec "$PY" "$@" 2>&1 | tee "$LOG"
 rc_prove=$(grep -c '^Result: PASS' "$LOG")
 # prove's summary lists each failing file under "Test Summary Report".
-failed=$(sed -n '/^Test Summary Report/,$p' "$LOG" | grep -cE '^tests/integration/t[^ ]+ +\(Wstat')
+failed=$(sed -n '/^Test Summary Report/,$p' "$LOG" | grep -cE '^tests/(integration|k8s)/t[^ ]+ +\(Wstat')
 total=$#
 passed=$((total - failed))
 echo "integration: $passed passed, $failed failed (of $total test files)"

@@ -52,6 +52,7 @@
 #include "images/image.h"
 #include "sandbox/sandbox.h"
 #include "spawner/names.h"
+#include "spawner/quota.h"
 #include "spawner/netallow.h"
 #include "spawner/spawner.h"
 #include "spawner/supervise.h"
@@ -120,14 +121,6 @@ static char *image_names(const struct spawner_cfg *cfg)
 	return b.data ? buf_detach(&b, NULL) : xstrdup("none");
 }
 
-static const struct spawner_profile *profile_find(const struct spawner_cfg *cfg, const char *name)
-{
-	for (int i = 0; name && i < cfg->n_profiles; i++)
-		if (strcmp(cfg->profiles[i].name, name) == 0)
-			return &cfg->profiles[i];
-	return NULL;
-}
-
 static bool image_allowed(const struct spawner_cfg *cfg, const char *name)
 {
 	for (size_t i = 0; cfg->images && cfg->images[i]; i++)
@@ -182,7 +175,7 @@ static int parse_options_obj(const struct spawner_cfg *cfg, const cJSON *o,
 		return -EINVAL;
 	if (cfg->n_profiles <= 0)
 		return err_set_http(err, 400, EINVAL, "no launch profiles are configured");
-	*prof = pname ? profile_find(cfg, pname) : &cfg->profiles[0];
+	*prof = pname ? spawner_profile_find(cfg, pname) : &cfg->profiles[0];
 	if (!*prof) {
 		allowed = profile_names(cfg);
 		return err_set_http(err, 400, EINVAL,
@@ -222,90 +215,6 @@ int spawner_check_user_options(struct spawner *sp, const char *json, struct err 
 	if (sp->cfg.n_profiles <= 0 && !sp->cfg.images)
 		return 0;
 	return local_parse_options(&sp->cfg, json, &prof, &image, err);
-}
-
-/* ---- quotas (pure arithmetic over the user's live servers) ---- */
-
-struct local_usage {
-	int servers;
-	int64_t cpu_millis;     /* -1 once a server without a CPU limit runs */
-	int64_t memory_bytes;   /* -1 likewise */
-	int gpus;
-};
-
-static void usage_add(struct local_usage *u, const struct spawner_profile *p)
-{
-	u->servers++;
-	if (!p)
-		return; /* profile no longer configured: counts as a server only */
-	u->cpu_millis = u->cpu_millis < 0 || p->cpu_millis <= 0 ? -1 : u->cpu_millis + p->cpu_millis;
-	u->memory_bytes = u->memory_bytes < 0 || p->memory_bytes <= 0 ? -1 :
-			  u->memory_bytes + p->memory_bytes;
-	u->gpus += p->gpus;
-}
-
-/* What user_id's live servers other than `self` hold. */
-static void local_usage(struct spawner *sp, int64_t user_id, const struct spawner_server *self,
-			struct local_usage *u)
-{
-	memset(u, 0, sizeof(*u));
-	for (struct spawner_server *s = sp->servers; s; s = s->next)
-		if (s != self && s->user_id == user_id && spawner_state_is_live(s->state))
-			usage_add(u, profile_find(&sp->cfg, s->profile));
-}
-
-static char *fmt_cpu(int64_t m)
-{
-	return m < 0 ? xstrdup("unlimited") : xasprintf("%.2f CPUs", (double)m / 1000.0);
-}
-
-static char *fmt_mem(int64_t b)
-{
-	return b < 0 ? xstrdup("unlimited") : xasprintf("%.2f GiB", (double)b / (1 << 30));
-}
-
-/* Sum over a limit: true when used + want > limit (unlimited counts as over). */
-static bool over(int64_t limit, int64_t used, int64_t want)
-{
-	if (limit <= 0)
-		return false;
-	return used < 0 || want <= 0 || used + want > limit;
-}
-
-/*
- * EDQUOT (HTTP 403) when starting profile p on top of u would exceed q;
- * the message names the limit, the current use and the request.
- */
-static int local_quota_check(const struct spawner_quota *q, const struct local_usage *u,
-			     const struct spawner_profile *p, struct err **err)
-{
-	cleanup_free char *a = NULL, *b = NULL, *c = NULL;
-
-	if (!p)
-		return err_set(err, EINVAL, "no launch profile");
-	if (q->max_servers > 0 && u->servers + 1 > q->max_servers)
-		return err_set_http(err, 403, EDQUOT,
-				    "quota exceeded: at most %d running servers per user "
-				    "(%d running)", q->max_servers, u->servers);
-	if (over(q->max_cpu_millis, u->cpu_millis, p->cpu_millis)) {
-		a = fmt_cpu(q->max_cpu_millis), b = fmt_cpu(u->cpu_millis);
-		c = fmt_cpu(p->cpu_millis > 0 ? p->cpu_millis : -1);
-		return err_set_http(err, 403, EDQUOT,
-				    "quota exceeded: CPU limit %s per user (%s in use, profile "
-				    "'%s' asks for %s)", a, b, p->name, c);
-	}
-	if (over(q->max_memory_bytes, u->memory_bytes, p->memory_bytes)) {
-		a = fmt_mem(q->max_memory_bytes), b = fmt_mem(u->memory_bytes);
-		c = fmt_mem(p->memory_bytes > 0 ? p->memory_bytes : -1);
-		return err_set_http(err, 403, EDQUOT,
-				    "quota exceeded: memory limit %s per user (%s in use, profile "
-				    "'%s' asks for %s)", a, b, p->name, c);
-	}
-	if (q->max_gpus > 0 && p->gpus > 0 && u->gpus + p->gpus > q->max_gpus)
-		return err_set_http(err, 403, EDQUOT,
-				    "quota exceeded: GPU limit %d per user (%d in use, profile "
-				    "'%s' asks for %d)", q->max_gpus, u->gpus, p->name, p->gpus);
-	return 0;
 }
 
 /* ---- GPUs: inventory, nvidia-smi, exclusive allocation ---- */
@@ -1169,7 +1078,6 @@ int local__start_image(struct spawner *sp, struct spawner_server *srv, const cha
 			       .driver_dirs = local_driver_dirs };
 	const struct local_gpu **held = NULL;
 	struct image_info *img = NULL;
-	struct local_usage u;
 	const char *image;
 	int rc;
 
@@ -1180,8 +1088,7 @@ int local__start_image(struct spawner *sp, struct spawner_server *srv, const cha
 		return -EINVAL;
 	if (!r.prof) /* cannot happen: parse sets it on success */
 		return err_set(err, EINVAL, "no launch profile");
-	local_usage(sp, srv->user_id, srv, &u);
-	if (local_quota_check(&sp->cfg.quota, &u, r.prof, err) < 0)
+	if (spawner_quota_check(sp, srv, r.prof, err) < 0)
 		return -EDQUOT;
 	free(srv->profile);
 	srv->profile = xstrdup(r.prof->name);

@@ -1,6 +1,6 @@
 /*
  * Unit tests for spawner/local.c without forking or root: user_options
- * validation (every rejection names the field), quota arithmetic, GPU
+ * validation (every rejection names the field), GPU
  * inventory (fake device nodes in a temp dir), nvidia-smi parsing,
  * exclusive allocation persisted across a second backend instance on the
  * same database, sandbox spec construction (argv placeholders, env,
@@ -85,81 +85,6 @@ static void test_local_options(void **state)
 	sp.cfg.n_profiles = 0;
 	sp.cfg.images = NULL;
 	assert_int_equal(spawner_check_user_options(&sp, "{\"x\":1}", &e), 0);
-}
-
-static void test_local_quota(void **state)
-{
-	struct spawner_quota q = { .max_servers = 2, .max_cpu_millis = 3000,
-				   .max_memory_bytes = 4LL << 30, .max_gpus = 2 };
-	struct local_usage u = { 0 };
-	struct err *e = NULL;
-
-	assert_int_equal(local_quota_check(&q, &u, &profiles[0], &e), 0);
-	usage_add(&u, &profiles[0]); /* 1 CPU, 1 GiB */
-	assert_int_equal(local_quota_check(&q, &u, &profiles[0], &e), 0);
-	/* 1 + 4 CPUs > 3 */
-	assert_int_equal(local_quota_check(&q, &u, &profiles[1], &e), -EDQUOT);
-	assert_int_equal(err_http_status(e), 403);
-	assert_non_null(strstr(e->msg, "CPU limit 3.00 CPUs per user (1.00 CPUs in use"));
-	assert_non_null(strstr(e->msg, "'big' asks for 4.00 CPUs"));
-	err_free(&e);
-	usage_add(&u, &profiles[0]); /* 2 servers */
-	assert_int_equal(local_quota_check(&q, &u, &profiles[0], &e), -EDQUOT);
-	assert_non_null(strstr(e->msg, "at most 2 running servers per user (2 running)"));
-	err_free(&e);
-	/* memory: 2 GiB used + 4 GiB > 4 GiB, with CPU and count unlimited */
-	q.max_servers = 0;
-	q.max_cpu_millis = 0;
-	assert_int_equal(local_quota_check(&q, &u, &profiles[2], &e), -EDQUOT);
-	assert_non_null(strstr(e->msg, "memory limit 4.00 GiB per user (2.00 GiB in use"));
-	err_free(&e);
-	/* GPUs */
-	q.max_memory_bytes = 0;
-	q.max_gpus = 1;
-	assert_int_equal(local_quota_check(&q, &u, &profiles[2], &e), -EDQUOT);
-	assert_non_null(strstr(e->msg, "GPU limit 1 per user (0 in use, profile 'gpu' asks for 2)"));
-	err_free(&e);
-	q.max_gpus = 2;
-	assert_int_equal(local_quota_check(&q, &u, &profiles[2], &e), 0);
-	/* an unlimited profile under a CPU quota is refused, never counted as 0 */
-	q.max_cpu_millis = 100000;
-	assert_int_equal(local_quota_check(&q, &u, &profiles[3], &e), -EDQUOT);
-	assert_non_null(strstr(e->msg, "asks for unlimited"));
-	err_free(&e);
-	/* and once one runs, the use is unlimited: everything is over */
-	usage_add(&u, &profiles[3]);
-	assert_int_equal(u.cpu_millis, -1);
-	assert_int_equal(local_quota_check(&q, &u, &profiles[0], &e), -EDQUOT);
-	assert_non_null(strstr(e->msg, "unlimited in use"));
-	err_free(&e);
-}
-
-/* Usage sums the user's live servers only, and never the one being started. */
-static void test_local_usage(void **state)
-{
-	struct spawner sp = { .ops = &spawner_local_ops, .cfg = base_cfg() };
-	struct spawner_server s[5] = {
-		{ .user_id = 1, .state = SPAWNER_RUNNING, .profile = "big" },
-		{ .user_id = 1, .state = SPAWNER_STOPPING, .profile = "gpu" }, /* still holds */
-		{ .user_id = 1, .state = SPAWNER_STOPPED, .profile = "big" },
-		{ .user_id = 2, .state = SPAWNER_RUNNING, .profile = "big" },  /* another user */
-		{ .user_id = 1, .state = SPAWNER_STARTING, .profile = "small" }, /* self */
-	};
-	struct local_usage u;
-
-	for (int i = 0; i < 4; i++)
-		s[i].next = &s[i + 1];
-	sp.servers = &s[0];
-	local_usage(&sp, 1, &s[4], &u);
-	assert_int_equal(u.servers, 2);
-	assert_int_equal(u.cpu_millis, 6000);
-	assert_int_equal(u.memory_bytes, 12LL << 30);
-	assert_int_equal(u.gpus, 2);
-	/* a profile that is no longer configured still counts as a server */
-	s[0].profile = "removed";
-	local_usage(&sp, 1, &s[4], &u);
-	assert_int_equal(u.servers, 2);
-	assert_int_equal(u.cpu_millis, 2000);
 }
 
 /* ---- GPUs ---- */
@@ -626,8 +551,6 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_local_options),
-		cmocka_unit_test(test_local_quota),
-		cmocka_unit_test(test_local_usage),
 		cmocka_unit_test_setup_teardown(test_local_gpu_inventory, gpu_setup, gpu_teardown),
 		cmocka_unit_test_setup_teardown(test_local_gpu_alloc, gpu_setup, gpu_teardown),
 		cmocka_unit_test(test_local_spec),
