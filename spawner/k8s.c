@@ -998,8 +998,15 @@ static int k8s_adopt(struct spawner *sp, struct spawner_server *srv, struct err 
 
 	ks_reset(k, ks);
 	pod = adopt_fetch(k, K8S_POD, k->init_pods, ks->pod_name);
-	if (!pod)
+	if (!pod) {
+		/* its Secret holds the server's and the user's tokens: not left behind */
+		cleanup_json cJSON *secret = adopt_fetch(k, K8S_SECRET, k->init_secrets,
+							 ks->secret_name);
+
+		if (secret)
+			submit_delete(k, srv, ks, false);
 		return err_set(err, ESRCH, "pod %s not found", ks->pod_name);
+	}
 	if (!pod_is_ours(k, srv->id, pod)) {
 		cJSON_Delete(pod);
 		return err_set(err, ESRCH, "pod %s belongs to another server", ks->pod_name);

@@ -771,6 +771,10 @@ static void pod_spec_base(cJSON *spec, const struct k8s_pod_req *r)
 	j_int(spec, "terminationGracePeriodSeconds", stop_ms >= 2000 ? stop_ms / 1000 : 1);
 	j_bool(spec, "automountServiceAccountToken", false);
 	j_bool(spec, "enableServiceLinks", false);
+	/* the pod name ("nb-" + slug) may exceed a label's 63 characters, which
+	 * the kubelet would cut for the hostname; the slug is a DNS-1123 label
+	 * and unique to the server */
+	j_str(spec, "hostname", r->srv->slug);
 	sc = j_obj(spec, "securityContext");
 	j_bool(sc, "runAsNonRoot", true);
 	j_int(sc, "runAsUser", r->img->uid);

@@ -234,6 +234,9 @@ static void check_pss(const cJSON *spec, const char *seccomp_type, const char *l
 	}
 	assert_false_json(JP(spec, "automountServiceAccountToken"));
 	assert_false_json(JP(spec, "enableServiceLinks"));
+	/* the hostname is the slug (a label, never cut); the only host* key */
+	assert_true(spawner_is_dns1123_label(JS(spec, "hostname")));
+	cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)spec, "hostname");
 	assert_false(tree_has_key_prefix(spec, "host"));
 	assert_false(tree_has_key_prefix(spec, "procMount"));
 	assert_int_equal(JSIZE(spec, "volumes"), 2);
