@@ -17,6 +17,7 @@ assertions: the double served no crash, the kubelet raised nothing.
 
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -112,8 +113,14 @@ class K8sEnv:
         """Starts everything; returns self, or None after a failed assertion."""
         try:
             self.api.start()
+            kw = dict(self.kubelet_kw)
+            # pod IPs in a /24 of 127/8 of this run's own: two test files
+            # running at once (prove -j, CI beside a developer) never share
+            # an address:port
+            kw.setdefault("ip_base", "127.%d.%d." % (random.randint(2, 254),
+                                                    random.randint(1, 254)))
             self.kubelet = FakeKubelet(self.api, NS, root=os.path.join(self.tmp, "kubelet"),
-                                       **self.kubelet_kw)
+                                       **kw)
             os.makedirs(self.kubelet.root, exist_ok=True)
             os.chmod(self.kubelet.root, 0o711)
             self.kubelet.start()
