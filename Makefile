@@ -150,6 +150,7 @@ bench: all
 	bench/proxy
 	bench/spawn
 	bench/checkpoint
+	bench/kubernetes
 
 clean:
 	rm -rf build build-san

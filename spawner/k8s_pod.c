@@ -420,7 +420,10 @@ static int toleration_check(const cJSON *t, const char *where, int i, struct err
 		for (size_t j = 0; j < sizeof(fields) / sizeof(fields[0]); j++)
 			known |= !strcmp(f->string, fields[j]) && cJSON_IsString(f);
 		if (!known)
-			return err_set(err, EINVAL, "%s[%d].%s: unknown field or wrong type (allowed: key, operator, value, effect: strings; tolerationSeconds: integer)",
+			return err_set(err, EINVAL,
+				       "%s[%d].%s: unknown field or wrong type (allowed: key, "
+				       "operator, value, effect: strings; tolerationSeconds: "
+				       "integer)",
 				       where, i, f->string);
 	}
 	return 0;
@@ -436,11 +439,13 @@ static int toleration_enums(const cJSON *t, const char *where, int i, struct err
 {
 	const char *op = tol_str(t, "operator"), *eff = tol_str(t, "effect");
 
-	if (op && strcmp(op, "Exists") && strcmp(op, "Equal"))
+	if (op && strcmp(op, "Exists") != 0 && strcmp(op, "Equal") != 0)
 		return err_set(err, EINVAL, "%s[%d].operator: must be Equal or Exists", where, i);
-	if (eff && eff[0] && strcmp(eff, "NoSchedule") && strcmp(eff, "PreferNoSchedule") &&
-	    strcmp(eff, "NoExecute"))
-		return err_set(err, EINVAL, "%s[%d].effect: must be NoSchedule, PreferNoSchedule, NoExecute or empty",
+	if (eff && eff[0] && strcmp(eff, "NoSchedule") != 0 && strcmp(eff, "PreferNoSchedule") != 0 &&
+	    strcmp(eff, "NoExecute") != 0)
+		return err_set(err, EINVAL,
+			       "%s[%d].effect: must be NoSchedule, PreferNoSchedule, NoExecute "
+			       "or empty",
 			       where, i);
 	return 0;
 }
@@ -453,13 +458,17 @@ static int toleration_key_value(const cJSON *t, const char *where, int i, struct
 	bool exists = op && !strcmp(op, "Exists");
 
 	if (key && key[0] && !k8s_is_qualified_name(key))
-		return err_set(err, EINVAL, "%s[%d].key: '%s' is not a valid taint key", where, i, key);
+		return err_set(err, EINVAL,
+			       "%s[%d].key: '%s' is not a valid taint key", where, i, key);
 	if ((!key || !key[0]) && !exists)
-		return err_set(err, EINVAL, "%s[%d].operator: must be Exists when key is empty", where, i);
+		return err_set(err, EINVAL,
+			       "%s[%d].operator: must be Exists when key is empty", where, i);
 	if (exists && val && val[0])
-		return err_set(err, EINVAL, "%s[%d].value: must be empty when operator is Exists", where, i);
+		return err_set(err, EINVAL,
+			       "%s[%d].value: must be empty when operator is Exists", where, i);
 	if (!exists && val && !k8s_is_label_value(val))
-		return err_set(err, EINVAL, "%s[%d].value: '%s' is not a valid label value", where, i, val);
+		return err_set(err, EINVAL,
+			       "%s[%d].value: '%s' is not a valid label value", where, i, val);
 	return 0;
 }
 
@@ -470,8 +479,10 @@ static int toleration_rules(const cJSON *t, const char *where, int i, struct err
 
 	if (toleration_enums(t, where, i, err) < 0 || toleration_key_value(t, where, i, err) < 0)
 		return -EINVAL;
-	if (cJSON_GetObjectItemCaseSensitive(t, "tolerationSeconds") && (!eff || strcmp(eff, "NoExecute")))
-		return err_set(err, EINVAL, "%s[%d].tolerationSeconds: only with effect NoExecute", where, i);
+	if (cJSON_GetObjectItemCaseSensitive(t, "tolerationSeconds") &&
+	    (!eff || strcmp(eff, "NoExecute") != 0))
+		return err_set(err, EINVAL,
+			       "%s[%d].tolerationSeconds: only with effect NoExecute", where, i);
 	return 0;
 }
 
@@ -485,7 +496,8 @@ static cJSON *tolerations_parse(const char *json, const char *where, struct err 
 	if (!a)
 		return err_wrap(err, "%s", where), NULL;
 	if (!cJSON_IsArray(a))
-		return err_set(err, EINVAL, "%s: expected a JSON array of tolerations", where), NULL;
+		return err_set(err, EINVAL,
+			       "%s: expected a JSON array of tolerations", where), NULL;
 	cJSON_ArrayForEach(t, a) {
 		if (toleration_check(t, where, i, err) < 0 || toleration_rules(t, where, i, err) < 0)
 			return NULL;
@@ -535,7 +547,8 @@ static int node_selector_fill(cJSON *ns, const struct spawner_k8s_cfg *k,
 		if (selector_split(s->node_selector[i], at, &key, &val, err) < 0)
 			return -EINVAL;
 		if (cJSON_GetObjectItemCaseSensitive(ns, key))
-			return err_set(err, EINVAL, "%s: '%s' is set twice (the profile's gpu_model sets %s)",
+			return err_set(err, EINVAL,
+				       "%s: '%s' is set twice (the profile's gpu_model sets %s)",
 				       at, key, cfg_gpu_label(k));
 		j_str(ns, key, val);
 	}
@@ -802,13 +815,15 @@ static int pod_req_check(const struct k8s_pod_req *r, struct err **err)
 	if (!img || !img->ref || !img->ref[0])
 		return err_set(err, EINVAL, "kubernetes: no image reference for the server");
 	if (img->uid <= 0 || img->uid > K8S_UID_MAX)
-		return err_set(err, EINVAL, "kubernetes image '%s': uid %" PRId64 " is not allowed (1..%d; never root)",
+		return err_set(err, EINVAL,
+			       "kubernetes image '%s': uid %" PRId64 " is not allowed (1..%d; never root)",
 			       img->name, img->uid, K8S_UID_MAX);
 	if (img->port < 1 || img->port > 65535)
 		return err_set(err, EINVAL, "kubernetes image '%s': port %d out of range 1..65535",
 			       img->name, img->port);
 	if (!spawner_cmd_uses(img->cmd, "{port}"))
-		return err_set(err, EINVAL, "kubernetes image '%s': cmd must contain {port}", img->name);
+		return err_set(err, EINVAL,
+			       "kubernetes image '%s': cmd must contain {port}", img->name);
 	if (!r->prof)
 		return err_set(err, EINVAL, "kubernetes: no profile for the server");
 	return 0;
@@ -872,7 +887,9 @@ static int check_settings(const struct spawner_k8s_cfg *k, struct err **err)
 				       rules[i].value, rules[i].what);
 	if (k->home_size_bytes < 0 || k->request_timeout_ms < 0 || k->max_response_bytes < 0 ||
 	    k->threads < 0)
-		return err_set(err, EINVAL, "kubernetes: home_size, request_timeout, max_response_bytes and threads must not be negative");
+		return err_set(err, EINVAL,
+			       "kubernetes: home_size, request_timeout, max_response_bytes and "
+			       "threads must not be negative");
 	if (k->n_images > 0 && !k->images)
 		return err_set(err, EINVAL, "kubernetes.images: missing");
 	return 0;
@@ -884,13 +901,18 @@ static int check_cmd(const struct spawner_k8s_image *img, int i, struct err **er
 	static const char *const local_only[] = { "{sock}", "{run_dir}" };
 
 	if (!img->cmd || !img->cmd[0])
-		return err_set(err, EINVAL, "kubernetes.images[%d].cmd: missing (an argv array)", i);
+		return err_set(err, EINVAL,
+			       "kubernetes.images[%d].cmd: missing (an argv array)", i);
 	if (!spawner_cmd_uses(img->cmd, "{port}"))
-		return err_set(err, EINVAL, "kubernetes.images[%d].cmd: must contain {port} (the server listens on img port %d)",
+		return err_set(err, EINVAL,
+			       "kubernetes.images[%d].cmd: must contain {port} (the server "
+			       "listens on img port %d)",
 			       i, img->port);
 	for (size_t j = 0; j < sizeof(local_only) / sizeof(local_only[0]); j++)
 		if (spawner_cmd_uses(img->cmd, local_only[j]))
-			return err_set(err, EINVAL, "kubernetes.images[%d].cmd: %s does not exist on kubernetes (use {port} and $(NBGATE_POD_IP))",
+			return err_set(err, EINVAL,
+				       "kubernetes.images[%d].cmd: %s does not exist on "
+				       "kubernetes (use {port} and $(NBGATE_POD_IP))",
 				       i, local_only[j]);
 	return 0;
 }
@@ -898,9 +920,9 @@ static int check_cmd(const struct spawner_k8s_image *img, int i, struct err **er
 static bool is_mount_path(const char *s)
 {
 	return s[0] == '/' && s[1] && !strstr(s, "/../") && !strstr(s, "/./") &&
-	       strcmp(s, "/tmp") && strncmp(s, "/tmp/", 5) && !strchr(s, ':') &&
+	       strcmp(s, "/tmp") != 0 && strncmp(s, "/tmp/", 5) != 0 && !strchr(s, ':') &&
 	       s[strlen(s) - 1] != '/' && !strstr(s, "//") &&
-	       (strlen(s) < 3 || strcmp(s + strlen(s) - 3, "/.."));
+	       (strlen(s) < 3 || strcmp(s + strlen(s) - 3, "/..") != 0);
 }
 
 /* The scalar fields of kubernetes.images[i]. */
@@ -909,7 +931,8 @@ static int check_image_fields(const struct spawner_k8s_image *img, int i, struct
 	if (!img->name || !img->name[0])
 		return err_set(err, EINVAL, "kubernetes.images[%d].name: missing", i);
 	if (!img->ref || !img->ref[0] || strpbrk(img->ref, " \t\r\n\"'\\"))
-		return err_set(err, EINVAL, "kubernetes.images[%d].ref: missing or not an image reference", i);
+		return err_set(err, EINVAL,
+			       "kubernetes.images[%d].ref: missing or not an image reference", i);
 	if (img->port < 1 || img->port > 65535)
 		return err_set(err, EINVAL, "kubernetes.images[%d].port: %d out of range 1..65535",
 			       i, img->port);
@@ -917,7 +940,9 @@ static int check_image_fields(const struct spawner_k8s_image *img, int i, struct
 		return err_set(err, EINVAL, "kubernetes.images[%d].uid: %s (1..%d)", i,
 			       img->uid == 0 ? "must not be 0 (root)" : "out of range", K8S_UID_MAX);
 	if (img->home && !is_mount_path(img->home))
-		return err_set(err, EINVAL, "kubernetes.images[%d].home: '%s' is not an absolute mount path (and not /tmp, the scratch volume)",
+		return err_set(err, EINVAL,
+			       "kubernetes.images[%d].home: '%s' is not an absolute mount path "
+			       "(and not /tmp, the scratch volume)",
 			       i, img->home);
 	return 0;
 }
@@ -929,12 +954,15 @@ static int check_image(const struct spawner_k8s_cfg *k, int i, struct err **err)
 
 	if (check_image_fields(img, i, err) < 0)
 		return -EINVAL;
-	if (t && strcmp(t, "jupyterlab") && strcmp(t, "jupyter") && strcmp(t, "vscode"))
-		return err_set(err, EINVAL, "kubernetes.images[%d].server_type: unknown '%s' (allowed: jupyterlab, jupyter, vscode)",
+	if (t && strcmp(t, "jupyterlab") != 0 && strcmp(t, "jupyter") != 0 && strcmp(t, "vscode") != 0)
+		return err_set(err, EINVAL,
+			       "kubernetes.images[%d].server_type: unknown '%s' (allowed: "
+			       "jupyterlab, jupyter, vscode)",
 			       i, t);
 	for (int j = 0; j < i; j++)
 		if (k->images[j].name && !strcmp(k->images[j].name, img->name))
-			return err_set(err, EINVAL, "kubernetes.images[%d].name: '%s' given twice", i,
+			return err_set(err, EINVAL,
+				       "kubernetes.images[%d].name: '%s' given twice", i,
 				       img->name);
 	return check_cmd(img, i, err);
 }
@@ -952,13 +980,17 @@ static int check_cover(const struct spawner_cfg *cfg, struct err **err)
 {
 	for (size_t i = 0; cfg->images && cfg->images[i]; i++)
 		if (!has_k8s_image(cfg->k8s, cfg->images[i]))
-			return err_set(err, EINVAL, "kubernetes.images: no entry for image '%s' (images[%zu]): a cluster needs its registry reference and command",
+			return err_set(err, EINVAL,
+				       "kubernetes.images: no entry for image '%s' "
+				       "(images[%zu]): a cluster needs its registry reference "
+				       "and command",
 				       cfg->images[i], i);
 	for (int i = 0; i < cfg->n_profiles; i++) {
 		const char *img = cfg->profiles[i].image;
 
 		if (img && img[0] && !has_k8s_image(cfg->k8s, img))
-			return err_set(err, EINVAL, "profiles[%d].image: no kubernetes.images entry for '%s'",
+			return err_set(err, EINVAL,
+				       "profiles[%d].image: no kubernetes.images entry for '%s'",
 				       i, img);
 	}
 	return 0;
@@ -974,9 +1006,11 @@ static int check_profile(const struct spawner_cfg *cfg, int i, struct err **err)
 	if (p->gpus < 0)
 		return err_set(err, EINVAL, "%s.gpus: must not be negative", where);
 	if (has_gpu_model(p) && !k8s_is_label_value(p->gpu_model))
-		return err_set(err, EINVAL, "%s.gpu_model: '%s' is not a valid label value (it selects nodes by %s)",
+		return err_set(err, EINVAL,
+			       "%s.gpu_model: '%s' is not a valid label value (it selects nodes "
+			       "by %s)",
 			       where, p->gpu_model, cfg_gpu_label(cfg->k8s));
-	if (p->network && strcmp(p->network, "none") && strcmp(p->network, "egress"))
+	if (p->network && strcmp(p->network, "none") != 0 && strcmp(p->network, "egress") != 0)
 		return err_set(err, EINVAL, "%s.network: must be none or egress", where);
 	if (node_selector_fill(ns, cfg->k8s, p, s, where, err) < 0)
 		return -EINVAL;
@@ -997,7 +1031,10 @@ static int check_server_env(const struct spawner_cfg *cfg, struct err **err)
 		const char *kv = cfg->server_env[i], *eq = strchr(kv, '=');
 
 		if (!eq || !is_c_ident(kv, (size_t)(eq - kv)))
-			return err_set(err, EINVAL, "server_env[%zu]: '%.*s' is not a valid environment variable name on kubernetes (letters, digits, _; not starting with a digit)",
+			return err_set(err, EINVAL,
+				       "server_env[%zu]: '%.*s' is not a valid environment "
+				       "variable name on kubernetes (letters, digits, _; not "
+				       "starting with a digit)",
 				       i, eq ? (int)(eq - kv) : (int)strlen(kv), kv);
 	}
 	return 0;
@@ -1066,7 +1103,7 @@ static void view_container(const cJSON *status, struct k8s_pod_view *out)
 		const cJSON *waiting = j_get(j_get(cs, "state"), "waiting");
 		const cJSON *rc = j_get(cs, "restartCount");
 
-		if (!name || strcmp(name, K8S_CONTAINER))
+		if (!name || strcmp(name, K8S_CONTAINER) != 0)
 			continue;
 		if (cJSON_IsNumber(rc) && rc->valuedouble >= 0 && rc->valuedouble < 1e9)
 			out->restarts = (int)rc->valuedouble;
