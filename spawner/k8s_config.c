@@ -203,6 +203,8 @@ static int kstr(const cJSON *o, const char *prefix, const char *key, bool requir
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
 
+	if (!prefix)
+		prefix = "";
 	if (!v || cJSON_IsNull(v)) {
 		if (required)
 			return err_set(err, EINVAL, "%s%s%s: missing", prefix, *prefix ? "." : "",
@@ -227,6 +229,8 @@ static int knamed(const cJSON *doc, const char *list, const char *inner, const c
 	const cJSON *e;
 	int i = 0;
 
+	if (!name)
+		return err_set(err, EINVAL, "%s: no name to look up", list);
 	if (!cJSON_IsArray(a))
 		return err_set(err, EINVAL, "%s: %s", list, a ? "expected a list" : "missing");
 	cJSON_ArrayForEach(e, a) {
@@ -275,7 +279,7 @@ static int kcluster(const cJSON *cl, const char *where, struct k8s__kcfg *k, str
 	    kstr(cl, where, "certificate-authority", false, &k->ca_file, err) < 0 ||
 	    kstr(cl, where, "certificate-authority-data", false, &k->ca_data, err) < 0)
 		return -EINVAL;
-	if (strncmp(k->server, "https://", 8) != 0 || !k->server[8])
+	if (!k->server || strncmp(k->server, "https://", 8) != 0 || !k->server[8])
 		return err_set(err, EINVAL, "%s.server: '%s': not an https:// URL (nbgate talks "
 			       "to the API server over verified TLS only)", where, k->server);
 	for (const char *p = k->server; *p; p++)
@@ -343,8 +347,8 @@ int k8s__kubeconfig_select(const cJSON *doc, const char *context, struct k8s__kc
 {
 	struct k8s__kcfg k = { 0 };
 	cleanup_free char *cw = NULL, *clw = NULL, *uw = NULL;
-	const cJSON *ctx, *cl, *u;
-	const char *cluster, *user;
+	const cJSON *ctx = NULL, *cl = NULL, *u = NULL;
+	const char *cluster = NULL, *user = NULL;
 
 	if (!cJSON_IsObject(doc))
 		return err_set(err, EINVAL, "not a kubeconfig (expected a mapping)");
@@ -546,6 +550,8 @@ static int kapply(struct k8s_client *c, const char *path, const struct k8s__kcfg
 {
 	size_t n;
 
+	if (!k->server) /* k8s__kubeconfig_select() requires it */
+		return err_set(err, EINVAL, "server: missing");
 	c->server = xstrdup(k->server);
 	n = strlen(c->server);
 	while (n > 8 && c->server[n - 1] == '/')
@@ -569,7 +575,7 @@ static int load_kubeconfig(struct k8s_client *c, const struct k8s_client_opts *o
 {
 	cleanup_free char *text = NULL;
 	cleanup_json cJSON *doc = NULL;
-	struct k8s__kcfg k;
+	struct k8s__kcfg k = { 0 };
 	size_t len = 0;
 	int r;
 

@@ -435,7 +435,7 @@ static void running_ready(struct spawner_k8s *k, struct spawner_server *srv, str
 static void on_running(struct spawner_k8s *k, struct spawner_server *srv, struct k8s_srv *ks,
 		       const cJSON *pod, bool deleted)
 {
-	struct k8s_pod_view v;
+	struct k8s_pod_view v = { 0 };
 	cleanup_free char *msg = NULL, *why = NULL;
 
 	if (!deleted) {

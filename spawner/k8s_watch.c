@@ -201,7 +201,7 @@ static int list_sync(struct k8s_watch *w, struct err **err)
 			       k8s_kind_info(w->kind)->plural);
 	atomic_fetch_add(&w->lists, 1);
 	arr = cJSON_IsArray(items) ? items : NULL;
-	cJSON_ArrayForEach(it, arr)
+	for (it = arr ? arr->child : NULL; it; it = it->next)
 		w->fn(w->arg, K8S_WATCH_SYNC, it, NULL);
 	w->fn(w->arg, K8S_WATCH_SYNCED, NULL, NULL);
 	set_rv(w, k8s_json_str(list, "metadata.resourceVersion"));

@@ -1078,7 +1078,7 @@ int local__start_image(struct spawner *sp, struct spawner_server *srv, const cha
 			       .driver_dirs = local_driver_dirs };
 	const struct local_gpu **held = NULL;
 	struct image_info *img = NULL;
-	const char *image;
+	const char *image = NULL;
 	int rc;
 
 	if (srv->priv)
