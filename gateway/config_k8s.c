@@ -34,6 +34,7 @@
 #include "common/json.h"
 #include "common/xalloc.h"
 #include "gateway/config.h"
+#include "spawner/k8s_ckpt.h"
 #include "spawner/k8s_internal.h"
 
 /* Bounds; docs/operations.md ("Kubernetes") has the reasons. */
@@ -65,9 +66,9 @@
  * the gateway checks cross-site requests itself.
  */
 #define JUPYTER_ARGS \
-	"--ServerApp.ip=$(" K8S_ENV_POD_IP ")", "--ServerApp.port={port}", \
+	"--ServerApp.ip=$(NBGATE_POD_IP)", "--ServerApp.port={port}", \
 	"--ServerApp.base_url={base_url}", \
-	"--IdentityProvider.token=$(" K8S_ENV_SERVER_TOKEN ")", "--ServerApp.password=", \
+	"--IdentityProvider.token=$(NBGATE_SERVER_TOKEN)", "--ServerApp.password=", \
 	"--no-browser", "--ServerApp.root_dir={home}", \
 	"--ServerApp.allow_remote_access=True", "--ServerApp.disable_check_xsrf=True", \
 	"--MappingKernelManager.cull_idle_timeout=0"
@@ -83,7 +84,7 @@ static const char *const cmd_jupyter[] = { "python3", "-m", "jupyter_server", JU
  * user pods) is what keeps others out. docs/operations.md says so.
  */
 static const char *const cmd_vscode[] = {
-	"code-server", "--bind-addr", "$(" K8S_ENV_POD_IP "):{port}", "--auth", "none",
+	"code-server", "--bind-addr", "$(NBGATE_POD_IP):{port}", "--auth", "none",
 	"--disable-telemetry", "--disable-update-check", "--disable-workspace-trust", "{home}",
 	NULL,
 };
@@ -304,10 +305,10 @@ static int node_selector_parse(const cJSON *v, const char *where, char ***out,
 static int toleration_enums(const char *op, const char *effect, const char *where,
 			    struct err **err)
 {
-	if (op && strcmp(op, "Equal") && strcmp(op, "Exists"))
+	if (op && strcmp(op, "Equal") != 0 && strcmp(op, "Exists") != 0)
 		return err_set(err, EINVAL, "%s.operator: expected \"Equal\" or \"Exists\"", where);
-	if (effect && *effect && strcmp(effect, "NoSchedule") &&
-	    strcmp(effect, "PreferNoSchedule") && strcmp(effect, "NoExecute"))
+	if (effect && *effect && strcmp(effect, "NoSchedule") != 0 &&
+	    strcmp(effect, "PreferNoSchedule") != 0 && strcmp(effect, "NoExecute") != 0)
 		return err_set(err, EINVAL, "%s.effect: expected \"NoSchedule\", "
 			       "\"PreferNoSchedule\", \"NoExecute\" or \"\"", where);
 	return 0;
@@ -370,8 +371,8 @@ static int toleration_parse(const cJSON *t, const char *where, struct err **err)
 				return -EINVAL;
 			continue;
 		}
-		if (strcmp(it->string, "key") && strcmp(it->string, "operator") &&
-		    strcmp(it->string, "value") && strcmp(it->string, "effect"))
+		if (strcmp(it->string, "key") != 0 && strcmp(it->string, "operator") != 0 &&
+		    strcmp(it->string, "value") != 0 && strcmp(it->string, "effect") != 0)
 			return err_set(err, EINVAL, "%s: unknown key (allowed: key, operator, value, "
 				       "effect, tolerationSeconds)", at);
 		if (!cJSON_IsString(it) || strlen(it->valuestring) > K8S_TEXT_MAX)
@@ -694,13 +695,14 @@ static const struct k8s_key k8s_keys[] = {
 	  NULL, 16LL << 20 },
 	{ "threads", KT_INT, KO(threads), 1, K8S_THREADS_MAX, NULL, 4 },
 	{ "checkpoint_kubelet", KT_BOOL, KO(checkpoint_kubelet), 0, 0, NULL, 0 },
+	{ "checkpoint_image", KT_STR, KO(checkpoint_image), 0, 0, NULL, 0 },
 };
 
 #define K8S_NKEYS (sizeof(k8s_keys) / sizeof(k8s_keys[0]))
 #define K8S_ALLOWED "kubeconfig, context, namespace, images, storage_class, home_size, " \
 	"gpu_resource, gpu_product_label, gpu_taint_key, seccomp_localhost, " \
 	"image_pull_policy, image_pull_secret, gateway_id, request_timeout, " \
-	"max_response_bytes, threads, checkpoint_kubelet"
+	"max_response_bytes, threads, checkpoint_kubelet, checkpoint_image"
 
 static const struct k8s_key *k8s_key_find(const char *name)
 {
@@ -812,6 +814,11 @@ int gw_cfg_k8s_parse(struct gw_cfg *c, const cJSON *v, struct err **err)
 			k8s_cfg_clear(&k);
 			return -EINVAL;
 		}
+	}
+	/* a template: {pod} {id} {node} are expanded at each restore */
+	if (k.checkpoint_image && k8s_ckpt_image_check(k.checkpoint_image, err) < 0) {
+		k8s_cfg_clear(&k);
+		return err_wrap(err, "kubernetes.checkpoint_image");
 	}
 	k8s_cfg_clear(&c->k8s);
 	c->k8s = k;

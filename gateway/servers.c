@@ -544,7 +544,9 @@ int gw_servers_subscribe(struct gw *gw, struct gw_conn *c, const char *user,
  * The checkpoint settings from the config. CRIU is probed once, here at
  * startup before the loop serves anything (the probe runs `criu check`:
  * about 0.1 s), and only for a backend that can checkpoint; without a
- * usable CRIU the spawner falls back to commit, then stop.
+ * usable CRIU the spawner falls back to commit, then stop. On Kubernetes
+ * CRIU runs on the nodes, not here: kubernetes.checkpoint_kubelet says
+ * whether the cluster can (docs/kubernetes.md "Checkpoints").
  */
 static void set_ckpt_cfg(struct gw *gw)
 {
@@ -561,7 +563,9 @@ static void set_ckpt_cfg(struct gw *gw)
 	/* images hold process memory, tokens included: root only (DESIGN.md) */
 	if (cc.dir && mkdir(cc.dir, 0700) < 0 && errno != EEXIST)
 		log_warn("cannot create checkpoint dir '%s': %s", cc.dir, strerror(errno));
-	if (spawner_has_cap(gw->spawner, SPAWNER_CAP_CHECKPOINT) && cc.criu_path) {
+	if (cfg->spawner == GW_SPAWNER_KUBERNETES) {
+		cc.criu_usable = cfg->k8s.checkpoint_kubelet;
+	} else if (spawner_has_cap(gw->spawner, SPAWNER_CAP_CHECKPOINT) && cc.criu_path) {
 		struct ckpt_target t = { .tool = cc.criu_path };
 		char *why = NULL;
 		int r = ckpt_probe(&ckpt_criu_ops, &t, &why, &err);

@@ -277,6 +277,14 @@ fail:
 	return err_wrap(err, "record checkpoint of '%s'", srv->slug);
 }
 
+int spawner__ckpt_set_path(struct spawner *sp, int64_t ckpt_id, const char *path,
+			   struct err **err)
+{
+	if (ckpt_set_path(sp, ckpt_id, path, err) < 0)
+		return err_wrap(err, "record the path of checkpoint %lld", (long long)ckpt_id);
+	return 0;
+}
+
 int spawner__ckpt_get(struct spawner *sp, int64_t id, struct spawner_checkpoint **out,
 		      struct err **err)
 {

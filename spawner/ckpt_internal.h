@@ -53,6 +53,15 @@ int spawner__ckpt_insert(struct spawner *sp, const struct spawner_server *srv,
 			 enum spawner_ckpt_mode mode, const char *reason, const char *message,
 			 struct spawner_checkpoint **out, struct err **err);
 
+/*
+ * Replaces row id's path (borrowed): backends whose dump ends up somewhere
+ * else than the path the row was inserted with (kubernetes: the kubelet's
+ * archive, "<node>:<archive>") record it before spawner_checkpoint_done().
+ * Errors: EIO.
+ */
+int spawner__ckpt_set_path(struct spawner *sp, int64_t ckpt_id, const char *path,
+			   struct err **err);
+
 /* Row `id` (any server). *out owned. Errors: ENOENT (404), EIO. */
 int spawner__ckpt_get(struct spawner *sp, int64_t id, struct spawner_checkpoint **out,
 		      struct err **err);

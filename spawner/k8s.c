@@ -13,6 +13,13 @@
  *   adopt  after a restart, from one LIST of pods and secrets at init: a
  *          Ready pod of ours with the row's server id is adopted, with the
  *          token read back from its Secret.
+ *   checkpoint (criu, kubernetes.checkpoint_kubelet) the kubelet checkpoints
+ *          the server container through the node proxy; the row records
+ *          "<node>:<archive>", then pod and secret go (the PVC stays).
+ *          commit: ENOTSUP, the core stops instead (the PVC keeps the home).
+ *   restore  a start from kubernetes.checkpoint_image pinned to the node
+ *          of the archive, with the token the checkpointed process holds;
+ *          without that image the core starts fresh (docs/kubernetes.md).
  *
  * Every API call is a job on the backend's work pool; jobs of one server
  * run one after another (a stop's delete waits for the start's create),
@@ -37,6 +44,7 @@
 #include "common/work.h"
 #include "common/xalloc.h"
 #include "spawner/k8s_backend.h"
+#include "spawner/k8s_ckpt.h"
 #include "spawner/quota.h"
 
 #define K8S_TOKEN_BYTES 32
@@ -44,7 +52,7 @@
 /* A start finds an earlier pod of its own still terminating: wait this long. */
 #define K8S_WAIT_GONE_POLL_MS 500
 
-enum job_kind { JOB_START, JOB_DELETE, JOB_GET, JOB_LOG };
+enum job_kind { JOB_START, JOB_DELETE, JOB_GET, JOB_LOG, JOB_CKPT, JOB_CKPT_DEL };
 
 /*
  * One API job. Inputs are built on the loop thread, outputs written by
@@ -65,8 +73,11 @@ struct k8s_job {
 	int rc;
 	struct err *e;
 	cJSON *out;               /* the created or fetched pod */
-	char *text;               /* JOB_LOG */
+	char *text;               /* JOB_LOG; JOB_CKPT: the archive */
 	bool pod_gone;            /* 404 */
+	char *node;               /* JOB_CKPT*: the pod's node */
+	int64_t ckpt_id;          /* JOB_CKPT*: the catalog row */
+	int64_t timeout_s;        /* JOB_CKPT: the kubelet's dump */
 };
 
 struct spawner_k8s *spawner_k8s_from(struct spawner *sp)
@@ -153,6 +164,7 @@ static void job_free(struct k8s_job *j)
 	cJSON_Delete(j->pod);
 	cJSON_Delete(j->out);
 	free(j->text);
+	free(j->node);
 	err_free(&j->e);
 	free(j);
 }
@@ -317,6 +329,18 @@ static void delete_run(struct k8s_job *j)
 	}
 }
 
+/* After a kubelet checkpoint: pod and secret go; done once the pod is gone. */
+static void ckpt_del_run(struct k8s_job *j)
+{
+	struct err *e = NULL;
+
+	delete_run(j);
+	if (j->rc == 0 && !j->pod_gone && wait_pod_gone(j, &e) < 0) {
+		j->rc = -e->code;
+		j->e = e;
+	}
+}
+
 static void job_run(void *arg)
 {
 	struct k8s_job *j = arg;
@@ -338,6 +362,14 @@ static void job_run(void *arg)
 		j->rc = k8s_pod_log(j->k->client, j->k->ns, j->pod_name, K8S_CONTAINER,
 				    K8S_LOG_LINES, K8S_LOG_LIMIT, &j->text, &e);
 		j->e = e;
+		break;
+	case JOB_CKPT:
+		j->rc = k8s_checkpoint_container(j->k->client, j->node, j->k->ns, j->pod_name,
+						 K8S_CONTAINER, j->timeout_s, &j->text, &e);
+		j->e = e;
+		break;
+	case JOB_CKPT_DEL:
+		ckpt_del_run(j);
 		break;
 	}
 }
@@ -446,6 +478,7 @@ static void settle(struct spawner_k8s *k, struct spawner_server *srv, struct k8s
 	ks->phase = K8S_IDLE;
 	ks->log_pending = false;
 	ks->not_ready_since_ms = 0;
+	ks->restore_id = 0;
 	timers_cancel(ks);
 	clear_auth(srv);
 }
@@ -461,13 +494,28 @@ static void transition(struct spawner_k8s *k, struct spawner_server *srv,
 	}
 }
 
-void k8s__fail(struct spawner_k8s *k, struct spawner_server *srv, const char *msg)
+/*
+ * A start that cannot go on: failed; a restore: the core's fallback (the
+ * checkpoint becomes broken, a fresh start follows, queued behind the
+ * delete since jobs of one server run in order).
+ */
+static void end_failed(struct spawner_k8s *k, struct spawner_server *srv, struct k8s_srv *ks,
+		       const char *msg, bool del)
 {
-	struct k8s_srv *ks = srv->priv;
+	int64_t rid = ks->restore_id;
 
 	settle(k, srv, ks);
-	transition(k, srv, SPAWNER_FAILED, msg);
-	submit_delete(k, srv, ks, true);
+	if (del)
+		submit_delete(k, srv, ks, true);
+	if (rid && srv->state == SPAWNER_RESTORING)
+		spawner_restore_done(&k->base, srv, rid, false, msg);
+	else
+		transition(k, srv, SPAWNER_FAILED, msg);
+}
+
+void k8s__fail(struct spawner_k8s *k, struct spawner_server *srv, const char *msg)
+{
+	end_failed(k, srv, srv->priv, msg, true);
 }
 
 void k8s__gone(struct spawner_k8s *k, struct spawner_server *srv, const char *msg)
@@ -495,6 +543,13 @@ void k8s__ready(struct spawner_k8s *k, struct spawner_server *srv, const char *p
 	ks->phase = K8S_RUNNING;
 	ks->not_ready_since_ms = 0;
 	log_info("'%s' pod %s ready at %s", srv->slug, ks->pod_name, srv->upstream);
+	if (ks->restore_id && srv->state == SPAWNER_RESTORING) {
+		int64_t rid = ks->restore_id;
+
+		ks->restore_id = 0;
+		spawner_restore_done(&k->base, srv, rid, true, "the restored pod is ready");
+		return;
+	}
 	transition(k, srv, SPAWNER_RUNNING, "server ready");
 }
 
@@ -515,8 +570,8 @@ static void stop_tick(struct spawner_k8s *k, struct spawner_server *srv, struct 
 
 	if (time_mono_ms() >= ks->stop_deadline_ms) {
 		msg = xasprintf("pod %s did not go away within %lld s of its deletion",
-				ks->pod_name, (long long)(grace_seconds(&k->base) +
-							  K8S_STOP_SLACK_MS / 1000));
+				ks->pod_name, (long long)grace_seconds(&k->base) +
+						      K8S_STOP_SLACK_MS / 1000);
 		settle(k, srv, ks);
 		transition(k, srv, SPAWNER_FAILED, msg);
 		return;
@@ -571,8 +626,7 @@ static void start_done(struct k8s_job *j)
 	if (!ks || ks->phase != K8S_STARTING)
 		return; /* stopped or failed meanwhile: its delete job follows this one */
 	if (j->rc < 0) { /* start_run removed what it created */
-		settle(j->k, srv, ks);
-		transition(j->k, srv, SPAWNER_FAILED, j->e ? j->e->msg : "create failed");
+		end_failed(j->k, srv, ks, j->e ? j->e->msg : "create failed", false);
 		return;
 	}
 	k8s__replace_str(&ks->pod_uid, uid ? uid : "");
@@ -639,6 +693,57 @@ static void log_done(struct k8s_job *j)
 	k8s__fail(j->k, srv, msg);
 }
 
+/* ---- checkpoints: the jobs (spawner/k8s_ckpt.c decides) ---- */
+
+static void ckpt_result(struct k8s_job *j, void (*fn)(struct spawner_k8s *,
+						     struct spawner_server *,
+						     const struct k8s_ckpt_result *))
+{
+	struct spawner_server *srv;
+	struct k8s_srv *ks = job_current(j, &srv);
+	struct k8s_ckpt_result r = {
+		.ckpt_id = j->ckpt_id, .node = j->node, .pod_name = j->pod_name,
+		.archive = j->text, .rc = j->rc, .msg = j->e ? j->e->msg : NULL,
+		.shutting = shutting_down(j->k),
+	};
+
+	fn(j->k, ks ? srv : NULL, &r);
+}
+
+void k8s__submit_ckpt(struct spawner_k8s *k, struct spawner_server *srv, const char *node,
+		      int64_t ckpt_id, int64_t timeout_s)
+{
+	struct k8s_job *j = job_new(k, JOB_CKPT, srv, srv->priv);
+
+	j->node = xstrdup(node);
+	j->ckpt_id = ckpt_id;
+	j->timeout_s = timeout_s;
+	job_submit(k, j);
+}
+
+void k8s__submit_ckpt_delete(struct spawner_k8s *k, struct spawner_server *srv,
+			     int64_t ckpt_id, const char *path)
+{
+	struct k8s_srv *ks = srv->priv;
+	struct k8s_job *d;
+
+	/* From here on the pod's going is ours: the watch must not call it a
+	 * server that died (phase idle, a new generation). */
+	timers_cancel(ks);
+	ks->gen = ++k->next_gen;
+	ks->phase = K8S_IDLE;
+	d = job_new(k, JOB_CKPT_DEL, srv, ks);
+	d->del_pod = d->del_secret = true;
+	d->ckpt_id = ckpt_id;
+	d->node = xstrdup(path);
+	job_submit(k, d);
+}
+
+void k8s__settle(struct spawner_k8s *k, struct spawner_server *srv)
+{
+	settle(k, srv, srv->priv);
+}
+
 static void job_done(void *arg)
 {
 	struct k8s_job *j = arg, *next;
@@ -663,6 +768,12 @@ static void job_done(void *arg)
 		break;
 	case JOB_LOG:
 		log_done(j);
+		break;
+	case JOB_CKPT:
+		ckpt_result(j, k8s_ckpt_dumped);
+		break;
+	case JOB_CKPT_DEL:
+		ckpt_result(j, k8s_ckpt_deleted);
 		break;
 	}
 	job_free(j);
@@ -774,6 +885,7 @@ static void ks_reset(struct spawner_k8s *k, struct k8s_srv *ks)
 	ks->not_ready_since_ms = 0;
 	ks->log_pending = false;
 	ks->synced = false;
+	ks->restore_id = 0;
 }
 
 /* The start job's objects; the token is the one srv->upstream_auth carries. */
@@ -800,14 +912,15 @@ static void set_image_fields(struct spawner_server *srv, const struct spawner_pr
 	srv->strip_prefix = img->strip_prefix;
 }
 
-static int k8s_start(struct spawner *sp, struct spawner_server *srv, struct err **err)
+int k8s__launch(struct spawner *sp, struct spawner_server *srv, const char *token,
+		const struct k8s_restore *rs, struct err **err)
 {
 	struct spawner_k8s *k = spawner_k8s_from(sp);
-	struct k8s_pod_req r = { .cfg = &sp->cfg, .srv = srv, .ns = k->ns };
+	struct k8s_pod_req r = { .cfg = &sp->cfg, .srv = srv, .ns = k->ns,
+				 .server_token = token };
 	const struct spawner_k8s_image *img;
 	struct k8s_srv *ks;
 	struct k8s_job *j;
-	char *token;
 
 	if (resolve(sp, srv, &r.prof, &img, &r.sched, err) < 0 ||
 	    spawner_quota_check(sp, srv, r.prof, err) < 0)
@@ -816,26 +929,38 @@ static int k8s_start(struct spawner *sp, struct spawner_server *srv, struct err 
 	set_image_fields(srv, r.prof, img);
 	ks = ks_ensure(k, srv);
 	ks_reset(k, ks);
-	token = rand_hex(K8S_TOKEN_BYTES);
-	r.server_token = token;
 	j = start_job(k, srv, ks, &r, err);
+	if (j && rs && k8s_ckpt_restore_pod(j->pod, rs->image, rs->node, rs->ck->path,
+					    err) < 0) {
+		job_free(j);
+		j = NULL;
+	}
 	clear_auth(srv);
-	if (j)
-		srv->upstream_auth = xasprintf("token %s", token);
-	explicit_bzero(token, strlen(token));
-	free(token);
 	if (!j)
 		return err_rc(err);
+	srv->upstream_auth = xasprintf("token %s", token);
 	ks->phase = K8S_STARTING;
 	ks->port = img->port;
 	ks->spawn_timeout_ms = sp->cfg.spawn_timeout_ms;
+	ks->restore_id = rs ? rs->ck->id : 0;
 	job_submit(k, j);
 	lws_sul_schedule(sp->cfg.lws, 0, &ks->deadline_sul, deadline_cb,
 			 (lws_usec_t)sp->cfg.spawn_timeout_ms * 1000);
 	log_info("'%s' creating pod %s in namespace %s (profile '%s', image %s)", srv->slug,
-		 ks->pod_name, k->ns, r.prof->name, img->ref);
-	spawner_progress(sp, srv, 10, "creating the server's pod");
+		 ks->pod_name, k->ns, r.prof->name, rs ? rs->image : img->ref);
+	spawner_progress(sp, srv, 10, rs ? "creating the restored server's pod"
+					 : "creating the server's pod");
 	return 0;
+}
+
+static int k8s_start(struct spawner *sp, struct spawner_server *srv, struct err **err)
+{
+	char *token = rand_hex(K8S_TOKEN_BYTES);
+	int rc = k8s__launch(sp, srv, token, NULL, err);
+
+	explicit_bzero(token, strlen(token));
+	free(token);
+	return rc;
 }
 
 /* ---- stop, status ---- */
@@ -868,6 +993,22 @@ static int k8s_status(struct spawner *sp, struct spawner_server *srv, struct err
 		return 0;
 	k8s_pod_view(ks->pod, &v);
 	return k8s__str_eq(v.phase, "Running") && v.ready && !v.deleting ? 1 : 0;
+}
+
+/* ---- for spawner/k8s_ckpt.c ---- */
+
+bool k8s__uses_gpus(struct spawner *sp, const struct spawner_server *srv)
+{
+	const struct spawner_profile *prof;
+	const struct spawner_k8s_image *img;
+	const struct spawner_k8s_sched *sched;
+	struct err *e = NULL;
+
+	if (resolve(sp, srv, &prof, &img, &sched, &e) < 0) {
+		err_free(&e);
+		return false;
+	}
+	return prof->gpus > 0;
 }
 
 /* ---- adopt ---- */
@@ -949,15 +1090,15 @@ static int upstream_port(const char *up)
 
 static int adopt_port(struct spawner *sp, const struct spawner_server *srv)
 {
-	const struct spawner_profile *prof;
-	const struct spawner_k8s_image *img;
-	const struct spawner_k8s_sched *sched;
+	const struct spawner_profile *prof = NULL;
+	const struct spawner_k8s_image *img = NULL;
+	const struct spawner_k8s_sched *sched = NULL;
 	struct err *e = NULL;
 	int p = upstream_port(srv->upstream);
 
 	if (p)
 		return p;
-	if (resolve(sp, srv, &prof, &img, &sched, &e) < 0) {
+	if (resolve(sp, srv, &prof, &img, &sched, &e) < 0 || !img) {
 		err_free(&e);
 		return 0;
 	}
@@ -1033,6 +1174,9 @@ static void k8s_release(struct spawner *sp, struct spawner_server *srv)
 	if (!ks)
 		return;
 	ks_reset(spawner_k8s_from(sp), ks);
+	if (ks->ckpt_token)
+		explicit_bzero(ks->ckpt_token, strlen(ks->ckpt_token));
+	free(ks->ckpt_token);
 	free(ks->pod_name);
 	free(ks->secret_name);
 	free(ks);
@@ -1247,7 +1391,8 @@ static void k8s_destroy(struct spawner *sp)
 
 const struct spawner_ops spawner_k8s_ops = {
 	.name = "kubernetes",
-	.caps = SPAWNER_CAP_SANDBOX | SPAWNER_CAP_ADOPT | SPAWNER_CAP_PORT | SPAWNER_CAP_REMOTE,
+	.caps = SPAWNER_CAP_SANDBOX | SPAWNER_CAP_ADOPT | SPAWNER_CAP_PORT | SPAWNER_CAP_REMOTE |
+		SPAWNER_CAP_CHECKPOINT,
 	.size = sizeof(struct spawner_k8s),
 	.init = k8s_init,
 	.start = k8s_start,
@@ -1257,5 +1402,8 @@ const struct spawner_ops spawner_k8s_ops = {
 	.stop_wait = k8s_stop_wait,
 	.server_release = k8s_release,
 	.destroy = k8s_destroy,
+	.checkpoint = k8s_ckpt_checkpoint,
+	.restore = k8s_ckpt_restore,
+	.checkpoint_forget = k8s_ckpt_forget,
 	.poll = k8s_poll,
 };

@@ -118,6 +118,11 @@ struct k8s_srv {
 	int64_t stop_deadline_ms;  /* mono */
 	bool log_pending;          /* crash loop: log fetch in flight */
 	bool synced;               /* seen in the current watch list pass */
+	int64_t restore_id;        /* the checkpoint this start restores; 0: a plain start */
+	char *ckpt_token;          /* the server token a process checkpointed as
+				    * checkpoint ckpt_token_id still holds (its restore
+				    * needs it): memory only, wiped, never persisted */
+	int64_t ckpt_token_id;
 	lws_sorted_usec_list_t deadline_sul; /* start deadline */
 	lws_sorted_usec_list_t tick_sul;     /* stop poll / not-ready limit */
 };
@@ -188,6 +193,60 @@ void k8s__submit_log(struct spawner_k8s *k, struct spawner_server *srv);
 void k8s__tick_in(struct k8s_srv *ks, int64_t ms);
 /* Pod ready while starting: upstream, transition running. */
 void k8s__ready(struct spawner_k8s *k, struct spawner_server *srv, const char *pod_ip);
+
+/* ---- k8s.c <-> k8s_ckpt.c: kubelet checkpoints (loop thread) ---- */
+
+/* What a restore changes in a start (all borrowed). */
+struct k8s_restore {
+	const struct spawner_checkpoint *ck;
+	const char *image;        /* kubernetes.checkpoint_image, expanded */
+	const char *node;         /* where the archive is */
+};
+
+/*
+ * Creates srv's Secret and Pod (and the PVC) with the server token
+ * `token` (borrowed): a start, or with rs a restore (image, node selector,
+ * annotation; spawner_restore_done() once the pod is ready or cannot
+ * become so). Errors: those of a start (profile, quota, pod build).
+ */
+int k8s__launch(struct spawner *sp, struct spawner_server *srv, const char *token,
+		const struct k8s_restore *rs, struct err **err);
+/* Whether srv's profile asks for GPUs. */
+bool k8s__uses_gpus(struct spawner *sp, const struct spawner_server *srv);
+/* Leaves srv's current start/stop (idle, new generation, auth cleared). */
+void k8s__settle(struct spawner_k8s *k, struct spawner_server *srv);
+/* Queues the kubelet checkpoint of srv's pod on node (k8s_ckpt_dumped() next). */
+void k8s__submit_ckpt(struct spawner_k8s *k, struct spawner_server *srv, const char *node,
+		      int64_t ckpt_id, int64_t timeout_s);
+/*
+ * After the dump: srv's pod stops being watched as running (idle, new
+ * generation) and a job deletes pod and secret and waits until the pod
+ * is gone (k8s_ckpt_deleted() next). path: the row's, for messages.
+ */
+void k8s__submit_ckpt_delete(struct spawner_k8s *k, struct spawner_server *srv,
+			     int64_t ckpt_id, const char *path);
+
+/* A checkpoint job's outcome (borrowed from the job). */
+struct k8s_ckpt_result {
+	int64_t ckpt_id;
+	const char *node;         /* dump: the node; delete: the row's path */
+	const char *pod_name;
+	const char *archive;      /* dump: the kubelet's archive path */
+	int rc;                   /* 0 or -errno */
+	const char *msg;          /* the error's message, or NULL */
+	bool shutting;            /* the backend is being destroyed */
+};
+
+/* k8s_ckpt.c: the ops, and the jobs' completions (srv NULL: it moved on). */
+int k8s_ckpt_checkpoint(struct spawner *sp, struct spawner_server *srv,
+			const struct spawner_checkpoint *ck, struct err **err);
+int k8s_ckpt_restore(struct spawner *sp, struct spawner_server *srv,
+		     const struct spawner_checkpoint *ck, struct err **err);
+int k8s_ckpt_forget(struct spawner *sp, const struct spawner_checkpoint *ck, struct err **err);
+void k8s_ckpt_dumped(struct spawner_k8s *k, struct spawner_server *srv,
+		     const struct k8s_ckpt_result *r);
+void k8s_ckpt_deleted(struct spawner_k8s *k, struct spawner_server *srv,
+		      const struct k8s_ckpt_result *r);
 
 /* ---- k8s_sync.c ---- */
 

@@ -191,6 +191,10 @@ struct spawner_k8s_cfg {
 	int64_t max_response_bytes;      /* one API response; 0 = 16 MiB */
 	int threads;                     /* API worker threads; 0 = 4 */
 	bool checkpoint_kubelet;         /* CRIU through the kubelet checkpoint API */
+	const char *checkpoint_image;    /* restore of a kubelet checkpoint: the image
+					  * built from its archive, a template with
+					  * {pod} {id} {node}; NULL = restores start
+					  * fresh (docs/kubernetes.md "Checkpoints") */
 };
 
 /* Checkpoint/retention settings, set by the gateway after spawner_new(). */
