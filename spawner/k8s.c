@@ -631,7 +631,7 @@ static void start_done(struct k8s_job *j)
 	}
 	k8s__replace_str(&ks->pod_uid, uid ? uid : "");
 	log_info("'%s' pod %s created", srv->slug, ks->pod_name);
-	spawner_progress(&j->k->base, srv, 15, "pod created, waiting for a node");
+	k8s__progress(&j->k->base, srv, 15, "pod created, waiting for a node");
 	early = ks->early_pod && k8s__str_eq(k8s_json_str(ks->early_pod, "metadata.uid"), uid);
 	k8s_sync_pod(j->k, srv, early ? ks->early_pod : j->out, false);
 	cJSON_Delete(ks->early_pod);

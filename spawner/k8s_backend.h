@@ -43,6 +43,17 @@ struct k8s_job;
 #define K8S_STOP_SLACK_MS 30000
 /* Image pull back-offs after which a start fails before its deadline. */
 #define K8S_PULL_BACKOFFS_MAX 2
+
+/*
+ * A progress step that never goes backwards: the pod's events and the API
+ * calls' completions race (a Scheduled event can arrive before the pod's
+ * create call returns), and a progress bar that jumps back looks broken.
+ */
+static inline void k8s__progress(struct spawner *sp, struct spawner_server *srv, int p,
+				 const char *msg)
+{
+	spawner_progress(sp, srv, p > srv->progress ? p : srv->progress, msg);
+}
 /* Crash loop: lines of the server's log quoted in the failure. */
 #define K8S_LOG_LINES 20
 /* Watch events waiting for the loop; more are dropped and resynced. */

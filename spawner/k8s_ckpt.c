@@ -216,7 +216,7 @@ int k8s_ckpt_checkpoint(struct spawner *sp, struct spawner_server *srv,
 	log_info("'%s' asking the kubelet on %s to checkpoint pod %s (checkpoint %lld)",
 		 srv->slug, v.node, ks->pod_name, (long long)ck->id);
 	msg = xasprintf("the kubelet on node %s checkpoints the server", v.node);
-	spawner_progress(sp, srv, 30, msg);
+	k8s__progress(sp, srv, 30, msg);
 	return 0;
 }
 
@@ -332,7 +332,7 @@ void k8s_ckpt_dumped(struct spawner_k8s *k, struct spawner_server *srv,
 	log_info("'%s' kubelet checkpoint %lld at %s; deleting pod %s", srv->slug,
 		 (long long)r->ckpt_id, path, r->pod_name);
 	msg = xasprintf("checkpoint written on node %s; deleting the pod", r->node);
-	spawner_progress(&k->base, srv, 70, msg);
+	k8s__progress(&k->base, srv, 70, msg);
 	k8s__submit_ckpt_delete(k, srv, r->ckpt_id, path);
 }
 

@@ -623,7 +623,7 @@ static void event_event(struct spawner_k8s *k, const struct k8s_qitem *it)
 		k8s__replace_str(&ks->pull_msg, msg);
 	text = k8s_sync_event_text(reason, msg, &progress);
 	if (text)
-		spawner_progress(&k->base, srv, progress >= 0 ? progress : srv->progress, text);
+		k8s__progress(&k->base, srv, progress, text);
 }
 
 void k8s_sync_handle(struct spawner_k8s *k, const struct k8s_qitem *it)
