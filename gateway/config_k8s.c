@@ -833,12 +833,15 @@ cJSON *gw_cfg_k8s_print(const struct gw_cfg *c)
 	for (size_t i = 0; i < K8S_NKEYS; i++) {
 		const struct k8s_key *d = &k8s_keys[i];
 		const char *field = (const char *)k + d->off;
-		const char *s = *(char *const *)(const void *)field;
+		const char *s;
 		cJSON *a;
 
 		switch (d->type) {
 		case KT_STR:
 		case KT_PATH:
+			/* only string fields hold a pointer (bools and ints are not
+			 * aligned for one: UBSan caught reading them as such) */
+			s = *(char *const *)(const void *)field;
 			cJSON_AddItemToObject(o, d->name, s ? cJSON_CreateString(s) :
 							      cJSON_CreateNull());
 			break;
