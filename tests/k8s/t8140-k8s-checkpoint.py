@@ -272,7 +272,7 @@ def templates(tap):
     """kubernetes.checkpoint_image is checked at load: {pod} {id} {node} only, {id} needed."""
     import subprocess
     import tempfile
-    nbgate = os.path.join(T.REPO, "build", "nbgate")
+    nbgate = T.nbgate_path()
     for tmpl, want in (("registry.example/x/{pod}:{tag}", "unknown placeholder at '{tag}'"),
                        ("registry.example/x/{pod}", "needs {id}"),
                        ("registry.example/x/{node}/{pod}:{id}", None)):
