@@ -138,52 +138,6 @@ static bool printable(const char *s, size_t max, bool space_ok)
 	return true;
 }
 
-/* [A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?, at most 63: a label's name
- * part and value (empty_ok for values). */
-static bool label_part_ok(const char *s, size_t n, bool empty_ok)
-{
-	if (n == 0)
-		return empty_ok;
-	if (n > 63 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1]))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
-			return false;
-	return true;
-}
-
-/* A DNS-1123 subdomain (the prefix of a label key): lower-case labels. */
-static bool subdomain_ok(const char *s, size_t n)
-{
-	size_t start = 0;
-
-	if (n == 0 || n > 253)
-		return false;
-	for (size_t i = 0; i <= n; i++) {
-		if (i < n && s[i] != '.') {
-			if (!islower((unsigned char)s[i]) && !isdigit((unsigned char)s[i]) &&
-			    s[i] != '-')
-				return false;
-			continue;
-		}
-		if (i == start || s[start] == '-' || s[i - 1] == '-')
-			return false;
-		start = i + 1;
-	}
-	return true;
-}
-
-/* A label key or taint key: [prefix/]name. */
-static bool label_key_ok(const char *s)
-{
-	const char *slash = strchr(s, '/');
-
-	if (!slash)
-		return label_part_ok(s, strlen(s), false);
-	return subdomain_ok(s, (size_t)(slash - s)) &&
-	       label_part_ok(slash + 1, strlen(slash + 1), false);
-}
-
 static bool key_repeated(const cJSON *o, const cJSON *it)
 {
 	for (const cJSON *q = o->child; q != it; q = q->next)
@@ -272,10 +226,10 @@ static int selector_entry_check(const cJSON *o, const cJSON *it, const char *whe
 
 	if (key_repeated(o, it))
 		return err_set(err, EINVAL, "%s.%s: duplicate key", where, it->string);
-	if (!label_key_ok(it->string))
+	if (!k8s_is_qualified_name(it->string))
 		return err_set(err, EINVAL, "%s.%s: not a label key ([prefix/]name)", where,
 			       it->string);
-	if (!val || !label_part_ok(val, strlen(val), true))
+	if (!val || !k8s_is_label_value(val))
 		return err_set(err, EINVAL, "%s.%s: expected a label value (at most 63 of "
 			       "[A-Za-z0-9-_.], alphanumeric at both ends)", where, it->string);
 	return 0;
@@ -298,57 +252,6 @@ static int node_selector_parse(const cJSON *v, const char *where, char ***out,
 	cJSON_ArrayForEach(it, v)
 		sel[i++] = xasprintf("%s=%s", it->string, it->valuestring);
 	*out = sel;
-	return 0;
-}
-
-/* The operator and effect of one toleration (the strings may be NULL). */
-static int toleration_enums(const char *op, const char *effect, const char *where,
-			    struct err **err)
-{
-	if (op && strcmp(op, "Equal") != 0 && strcmp(op, "Exists") != 0)
-		return err_set(err, EINVAL, "%s.operator: expected \"Equal\" or \"Exists\"", where);
-	if (effect && *effect && strcmp(effect, "NoSchedule") != 0 &&
-	    strcmp(effect, "PreferNoSchedule") != 0 && strcmp(effect, "NoExecute") != 0)
-		return err_set(err, EINVAL, "%s.effect: expected \"NoSchedule\", "
-			       "\"PreferNoSchedule\", \"NoExecute\" or \"\"", where);
-	return 0;
-}
-
-/* key, operator and value together, as the API server checks them. */
-static int toleration_key_value(const char *k, bool exists, const char *vs, const char *where,
-				struct err **err)
-{
-	if (*k && !label_key_ok(k))
-		return err_set(err, EINVAL, "%s.key: '%s' is not a taint key ([prefix/]name)",
-			       where, k);
-	if (!*k && !exists)
-		return err_set(err, EINVAL, "%s.operator: must be \"Exists\" when key is empty",
-			       where);
-	if (exists && *vs)
-		return err_set(err, EINVAL, "%s.value: must be empty when operator is \"Exists\"",
-			       where);
-	if (!label_part_ok(vs, strlen(vs), true))
-		return err_set(err, EINVAL, "%s.value: not a label value", where);
-	return 0;
-}
-
-/* The rules the API server applies to a core/v1 Toleration. */
-static int toleration_rules(const cJSON *t, const char *where, struct err **err)
-{
-	const cJSON *key = cJSON_GetObjectItemCaseSensitive(t, "key");
-	const cJSON *op = cJSON_GetObjectItemCaseSensitive(t, "operator");
-	const cJSON *val = cJSON_GetObjectItemCaseSensitive(t, "value");
-	const cJSON *eff = cJSON_GetObjectItemCaseSensitive(t, "effect");
-	const char *ops = op ? op->valuestring : NULL, *effs = eff ? eff->valuestring : NULL;
-
-	if (toleration_enums(ops, effs, where, err) < 0 ||
-	    toleration_key_value(key ? key->valuestring : "", ops && !strcmp(ops, "Exists"),
-				 val ? val->valuestring : "", where, err) < 0)
-		return -EINVAL;
-	if (cJSON_GetObjectItemCaseSensitive(t, "tolerationSeconds") &&
-	    !(effs && !strcmp(effs, "NoExecute")))
-		return err_set(err, EINVAL, "%s.tolerationSeconds: only with effect \"NoExecute\"",
-			       where);
 	return 0;
 }
 
@@ -378,7 +281,7 @@ static int toleration_parse(const cJSON *t, const char *where, struct err **err)
 		if (!cJSON_IsString(it) || strlen(it->valuestring) > K8S_TEXT_MAX)
 			return err_set(err, EINVAL, "%s: expected a string", at);
 	}
-	return toleration_rules(t, where, err);
+	return k8s_check_toleration(t, where, err); /* the API server's rules */
 }
 
 static int tolerations_parse(const cJSON *v, const char *where, char **out, struct err **err)

@@ -47,6 +47,19 @@ struct cJSON;
 #define K8S_ENV_SERVER_TOKEN "NBGATE_SERVER_TOKEN"
 #define K8S_ENV_POD_IP "NBGATE_POD_IP"
 
+/* Kubernetes' own syntax rules (apimachinery validation), pure. */
+bool k8s_is_label_value(const char *s);    /* IsValidLabelValue ("" is valid) */
+bool k8s_is_qualified_name(const char *s); /* IsQualifiedName: label and taint keys */
+
+/*
+ * One core/v1 Toleration as the API server validates it (fields and types,
+ * operator/effect enums, key/value rules, tolerationSeconds only with
+ * NoExecute). at names it in messages ("profiles[0].tolerations[1]").
+ * The one copy of these rules: the gateway's config parser and
+ * k8s_check_cfg() both call it. EINVAL naming the field.
+ */
+int k8s_check_toleration(const struct cJSON *t, const char *at, struct err **err);
+
 /* Names (owned, never NULL). slug: srv->slug; user: the user name. */
 char *k8s_pod_name(const char *slug);
 char *k8s_secret_name(const char *slug);

@@ -160,13 +160,13 @@ static bool label_token_ok(const char *s, size_t n)
 }
 
 /* IsValidLabelValue: empty, or a label token. */
-static bool k8s_is_label_value(const char *s)
+bool k8s_is_label_value(const char *s)
 {
 	return !s[0] || label_token_ok(s, strlen(s));
 }
 
 /* IsQualifiedName: [subdomain "/"] token (label and taint keys). */
-static bool k8s_is_qualified_name(const char *s)
+bool k8s_is_qualified_name(const char *s)
 {
 	const char *slash = strchr(s, '/');
 	cleanup_free char *prefix = NULL;
@@ -402,17 +402,14 @@ struct cJSON *k8s_build_pvc(const struct k8s_pod_req *r)
 
 /* ---- the Pod: scheduling ---- */
 
-/*
- * Checks one toleration (core/v1 Toleration as the API server validates
- * it). where: "profiles[0].tolerations" for messages.
- */
-static int toleration_check(const cJSON *t, const char *where, int i, struct err **err)
+/* The fields and their JSON types (the gateway's parser is stricter). */
+static int toleration_fields(const cJSON *t, const char *at, struct err **err)
 {
 	static const char *const fields[] = { "key", "operator", "value", "effect" };
 	const cJSON *f;
 
 	if (!cJSON_IsObject(t))
-		return err_set(err, EINVAL, "%s[%d]: expected an object", where, i);
+		return err_set(err, EINVAL, "%s: expected an object", at);
 	cJSON_ArrayForEach(f, t) {
 		bool known = !strcmp(f->string, "tolerationSeconds") && cJSON_IsNumber(f) &&
 			     f->valuedouble == (double)(int64_t)f->valuedouble;
@@ -421,10 +418,10 @@ static int toleration_check(const cJSON *t, const char *where, int i, struct err
 			known |= !strcmp(f->string, fields[j]) && cJSON_IsString(f);
 		if (!known)
 			return err_set(err, EINVAL,
-				       "%s[%d].%s: unknown field or wrong type (allowed: key, "
+				       "%s.%s: unknown field or wrong type (allowed: key, "
 				       "operator, value, effect: strings; tolerationSeconds: "
 				       "integer)",
-				       where, i, f->string);
+				       at, f->string);
 	}
 	return 0;
 }
@@ -435,54 +432,48 @@ static const char *tol_str(const cJSON *t, const char *k)
 }
 
 /* operator and effect: the enums of core/v1 Toleration. */
-static int toleration_enums(const cJSON *t, const char *where, int i, struct err **err)
+static int toleration_enums(const cJSON *t, const char *at, struct err **err)
 {
 	const char *op = tol_str(t, "operator"), *eff = tol_str(t, "effect");
 
 	if (op && strcmp(op, "Exists") != 0 && strcmp(op, "Equal") != 0)
-		return err_set(err, EINVAL, "%s[%d].operator: must be Equal or Exists", where, i);
+		return err_set(err, EINVAL, "%s.operator: must be Equal or Exists", at);
 	if (eff && eff[0] && strcmp(eff, "NoSchedule") != 0 && strcmp(eff, "PreferNoSchedule") != 0 &&
 	    strcmp(eff, "NoExecute") != 0)
 		return err_set(err, EINVAL,
-			       "%s[%d].effect: must be NoSchedule, PreferNoSchedule, NoExecute "
-			       "or empty",
-			       where, i);
+			       "%s.effect: must be NoSchedule, PreferNoSchedule, NoExecute or empty",
+			       at);
 	return 0;
 }
 
 /* key and value (apis/core/validation ValidateTolerations). */
-static int toleration_key_value(const cJSON *t, const char *where, int i, struct err **err)
+static int toleration_key_value(const cJSON *t, const char *at, struct err **err)
 {
 	const char *key = tol_str(t, "key"), *op = tol_str(t, "operator");
 	const char *val = tol_str(t, "value");
 	bool exists = op && !strcmp(op, "Exists");
 
 	if (key && key[0] && !k8s_is_qualified_name(key))
-		return err_set(err, EINVAL,
-			       "%s[%d].key: '%s' is not a valid taint key", where, i, key);
+		return err_set(err, EINVAL, "%s.key: '%s' is not a valid taint key", at, key);
 	if ((!key || !key[0]) && !exists)
-		return err_set(err, EINVAL,
-			       "%s[%d].operator: must be Exists when key is empty", where, i);
+		return err_set(err, EINVAL, "%s.operator: must be Exists when key is empty", at);
 	if (exists && val && val[0])
-		return err_set(err, EINVAL,
-			       "%s[%d].value: must be empty when operator is Exists", where, i);
+		return err_set(err, EINVAL, "%s.value: must be empty when operator is Exists", at);
 	if (!exists && val && !k8s_is_label_value(val))
-		return err_set(err, EINVAL,
-			       "%s[%d].value: '%s' is not a valid label value", where, i, val);
+		return err_set(err, EINVAL, "%s.value: '%s' is not a valid label value", at, val);
 	return 0;
 }
 
-/* The rules between the fields, as the API server applies them. */
-static int toleration_rules(const cJSON *t, const char *where, int i, struct err **err)
+int k8s_check_toleration(const cJSON *t, const char *at, struct err **err)
 {
 	const char *eff = tol_str(t, "effect");
 
-	if (toleration_enums(t, where, i, err) < 0 || toleration_key_value(t, where, i, err) < 0)
+	if (toleration_fields(t, at, err) < 0 || toleration_enums(t, at, err) < 0 ||
+	    toleration_key_value(t, at, err) < 0)
 		return -EINVAL;
 	if (cJSON_GetObjectItemCaseSensitive(t, "tolerationSeconds") &&
 	    (!eff || strcmp(eff, "NoExecute") != 0))
-		return err_set(err, EINVAL,
-			       "%s[%d].tolerationSeconds: only with effect NoExecute", where, i);
+		return err_set(err, EINVAL, "%s.tolerationSeconds: only with effect NoExecute", at);
 	return 0;
 }
 
@@ -499,9 +490,10 @@ static cJSON *tolerations_parse(const char *json, const char *where, struct err 
 		return err_set(err, EINVAL,
 			       "%s: expected a JSON array of tolerations", where), NULL;
 	cJSON_ArrayForEach(t, a) {
-		if (toleration_check(t, where, i, err) < 0 || toleration_rules(t, where, i, err) < 0)
+		cleanup_free char *at = xasprintf("%s[%d]", where, i++);
+
+		if (k8s_check_toleration(t, at, err) < 0)
 			return NULL;
-		i++;
 	}
 	return steal_ptr(&a);
 }

@@ -421,7 +421,7 @@ static void test_profile_tolerations(void **state)
 	prof_reject("\"tolerations\": [{\"key\": \"k\", \"operator\": \"Exists\", \"value\": "
 		    "\"v\"}]", "profiles[0].tolerations[0].value: must be empty");
 	prof_reject("\"tolerations\": [{\"value\": \"v\"}]",
-		    "profiles[0].tolerations[0].operator: must be \"Exists\" when key is empty");
+		    "profiles[0].tolerations[0].operator: must be Exists when key is empty");
 	prof_reject("\"tolerations\": [{\"key\": \"k\", \"tolerationSeconds\": 5}]",
 		    "profiles[0].tolerations[0].tolerationSeconds: only with effect");
 	prof_reject("\"tolerations\": [{\"key\": \"k\", \"effect\": \"NoExecute\", "
