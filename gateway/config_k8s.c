@@ -19,7 +19,6 @@
  */
 #define LOG_PREFIX "gateway/config_k8s: "
 
-#include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
