@@ -44,6 +44,7 @@ $(1)_SRC := $$(filter-out $(1)/main.c $(1)/%_main.c,$$(wildcard $(1)/*.c))
 $(1)_OBJ := $$(patsubst %.c,$(BUILD)/%.o,$$($(1)_SRC))
 $(BUILD)/lib$(1).a: $$($(1)_OBJ)
 	@mkdir -p $$(@D)
+	@rm -f $$@ # a member whose source is gone must not linger
 	$$(AR) rcs $$@ $$^
 endef
 $(foreach c,$(COMPONENTS),$(eval $(call component,$(c))))

@@ -45,7 +45,7 @@
 #include "common/xalloc.h"
 #include "spawner/k8s_backend.h"
 #include "spawner/k8s_ckpt.h"
-#include "spawner/quota.h"
+#include "spawner/profile.h"
 
 #define K8S_TOKEN_BYTES 32
 #define K8S_LOG_LIMIT (64 * 1024)
@@ -781,26 +781,6 @@ static void job_done(void *arg)
 
 /* ---- start ---- */
 
-/* Used when the configuration names no profiles. */
-static const struct spawner_profile k8s_default_profile = {
-	.name = "default",
-	.image = "jupyterlab",
-	.network = "none",
-};
-
-static const struct spawner_profile *profile_find(const struct spawner_cfg *cfg,
-						  const char *name)
-{
-	if (cfg->n_profiles <= 0)
-		return !name || k8s__str_eq(name, k8s_default_profile.name) ? &k8s_default_profile : NULL;
-	if (!name)
-		return &cfg->profiles[0];
-	for (int i = 0; i < cfg->n_profiles; i++)
-		if (k8s__str_eq(cfg->profiles[i].name, name))
-			return &cfg->profiles[i];
-	return NULL;
-}
-
 static const struct spawner_k8s_image *k8s_image_find(const struct spawner_k8s_cfg *kc,
 						      const char *name)
 {
@@ -808,14 +788,6 @@ static const struct spawner_k8s_image *k8s_image_find(const struct spawner_k8s_c
 		if (k8s__str_eq(kc->images[i].name, name))
 			return &kc->images[i];
 	return NULL;
-}
-
-/* A string member of the options object, or NULL. */
-static const char *opt_str(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 /*
@@ -826,30 +798,16 @@ static int resolve(struct spawner *sp, const struct spawner_server *srv,
 		   const struct spawner_profile **prof, const struct spawner_k8s_image **img,
 		   const struct spawner_k8s_sched **sched, struct err **err)
 {
-	cJSON *o = cJSON_Parse(srv->user_options ? srv->user_options : "{}");
-	const char *pname = opt_str(o, "profile"), *iname = opt_str(o, "image");
-	int rc = 0;
+	const char *iname = NULL;
 
-	*prof = profile_find(&sp->cfg, pname);
-	if (!*prof) {
-		rc = err_set_http(err, 400, EINVAL, "user_options.profile: unknown profile '%.64s'",
-				  pname);
-		goto out;
-	}
-	if (!iname)
-		iname = (*prof)->image && (*prof)->image[0] ? (*prof)->image : "jupyterlab";
+	if (spawner_options_resolve(&sp->cfg, srv->user_options, prof, &iname, err) < 0)
+		return -EINVAL;
 	*img = k8s_image_find(sp->cfg.k8s, iname);
-	if (!*img) {
-		rc = err_set(err, EINVAL, "kubernetes: no kubernetes.images entry for image '%.64s'",
-			     iname);
-		goto out;
-	}
-	*sched = NULL;
-	if (sp->cfg.k8s->sched && sp->cfg.n_profiles > 0)
-		*sched = &sp->cfg.k8s->sched[*prof - sp->cfg.profiles];
-out:
-	cJSON_Delete(o);
-	return rc;
+	if (!*img)
+		return err_set(err, EINVAL, "kubernetes: no kubernetes.images entry for image "
+			       "'%.64s'", iname);
+	*sched = sp->cfg.k8s->sched ? &sp->cfg.k8s->sched[*prof - sp->cfg.profiles] : NULL;
+	return 0;
 }
 
 static struct k8s_srv *ks_ensure(struct spawner_k8s *k, struct spawner_server *srv)

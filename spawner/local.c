@@ -52,7 +52,7 @@
 #include "images/image.h"
 #include "sandbox/sandbox.h"
 #include "spawner/names.h"
-#include "spawner/quota.h"
+#include "spawner/profile.h"
 #include "spawner/netallow.h"
 #include "spawner/spawner.h"
 #include "spawner/supervise.h"
@@ -96,125 +96,6 @@ struct spawner_local *spawner_local_from(struct spawner *sp)
 static int err_rc(struct err **err)
 {
 	return err && *err ? -(*err)->code : -EIO;
-}
-
-/* ---- user options (pure; unit tested) ---- */
-
-/* "a, b, c" of the profile names; caller frees. */
-static char *profile_names(const struct spawner_cfg *cfg)
-{
-	struct buf b;
-
-	buf_init(&b, 1 << 16);
-	for (int i = 0; cfg->profiles && i < cfg->n_profiles; i++)
-		buf_appendf(&b, "%s%s", i ? ", " : "", cfg->profiles[i].name);
-	return b.data ? buf_detach(&b, NULL) : xstrdup("none");
-}
-
-static char *image_names(const struct spawner_cfg *cfg)
-{
-	struct buf b;
-
-	buf_init(&b, 1 << 16);
-	for (size_t i = 0; cfg->images && cfg->images[i]; i++)
-		buf_appendf(&b, "%s%s", i ? ", " : "", cfg->images[i]);
-	return b.data ? buf_detach(&b, NULL) : xstrdup("none");
-}
-
-static bool image_allowed(const struct spawner_cfg *cfg, const char *name)
-{
-	for (size_t i = 0; cfg->images && cfg->images[i]; i++)
-		if (strcmp(cfg->images[i], name) == 0)
-			return true;
-	return false;
-}
-
-static int opt_string(const cJSON *it, const char **out, struct err **err)
-{
-	if (!cJSON_IsString(it) || !it->valuestring)
-		return err_set_http(err, 400, EINVAL, "user_options.%s must be a string", it->string);
-	*out = it->valuestring;
-	return 0;
-}
-
-/* The "profile" and "image" strings of o (borrowed from o); anything else is a 400. */
-static int collect_options(const cJSON *o, const char **pname, const char **iname,
-			   struct err **err)
-{
-	const cJSON *it;
-
-	if (!cJSON_IsObject(o))
-		return err_set_http(err, 400, EINVAL, "user_options must be a JSON object");
-	cJSON_ArrayForEach(it, o) {
-		const char **slot = strcmp(it->string, "profile") == 0 ? pname :
-				    strcmp(it->string, "image") == 0 ? iname : NULL;
-
-		if (!slot)
-			return err_set_http(err, 400, EINVAL,
-					    "user_options.%.64s: unknown option (allowed: profile, image)",
-					    it->string);
-		if (opt_string(it, slot, err) < 0)
-			return -EINVAL;
-	}
-	return 0;
-}
-
-/*
- * Parses user_options against the allow-lists: *prof (never NULL on
- * success: the named profile or the first) and *image (the chosen image
- * name, or the profile's; borrowed from cfg or from the profile).
- */
-static int parse_options_obj(const struct spawner_cfg *cfg, const cJSON *o,
-			     const struct spawner_profile **prof, const char **image,
-			     struct err **err)
-{
-	const char *pname = NULL, *iname = NULL;
-	cleanup_free char *allowed = NULL;
-
-	if (collect_options(o, &pname, &iname, err) < 0)
-		return -EINVAL;
-	if (cfg->n_profiles <= 0)
-		return err_set_http(err, 400, EINVAL, "no launch profiles are configured");
-	*prof = pname ? spawner_profile_find(cfg, pname) : &cfg->profiles[0];
-	if (!*prof) {
-		allowed = profile_names(cfg);
-		return err_set_http(err, 400, EINVAL,
-				    "user_options.profile: unknown profile '%.64s' (allowed: %s)",
-				    pname, allowed);
-	}
-	if (iname && !image_allowed(cfg, iname)) {
-		allowed = image_names(cfg);
-		return err_set_http(err, 400, EINVAL,
-				    "user_options.image: unknown image '%.64s' (allowed: %s)",
-				    iname, allowed);
-	}
-	*image = (*prof)->image && (*prof)->image[0] ? (*prof)->image : "jupyterlab";
-	for (size_t i = 0; iname && cfg->images[i]; i++)
-		if (strcmp(cfg->images[i], iname) == 0)
-			*image = cfg->images[i]; /* borrowed from cfg, not o */
-	return 0;
-}
-
-static int local_parse_options(const struct spawner_cfg *cfg, const char *json,
-			       const struct spawner_profile **prof, const char **image,
-			       struct err **err)
-{
-	cJSON *o = cJSON_Parse(json && json[0] ? json : "{}");
-	int rc = parse_options_obj(cfg, o, prof, image, err);
-
-	cJSON_Delete(o);
-	return rc;
-}
-
-int spawner_check_user_options(struct spawner *sp, const char *json, struct err **err)
-{
-	const struct spawner_profile *prof;
-	const char *image;
-
-	/* Backends without profiles (process) take no options to check. */
-	if (sp->cfg.n_profiles <= 0 && !sp->cfg.images)
-		return 0;
-	return local_parse_options(&sp->cfg, json, &prof, &image, err);
 }
 
 /* ---- GPUs: inventory, nvidia-smi, exclusive allocation ---- */
@@ -1084,7 +965,7 @@ int local__start_image(struct spawner *sp, struct spawner_server *srv, const cha
 	if (srv->priv)
 		return err_set_http(err, 409, EBUSY, "the previous sandbox of '%s' is still exiting",
 				    srv->slug);
-	if (local_parse_options(&sp->cfg, srv->user_options, &r.prof, &image, err) < 0)
+	if (spawner_options_resolve(&sp->cfg, srv->user_options, &r.prof, &image, err) < 0)
 		return -EINVAL;
 	if (!r.prof) /* cannot happen: parse sets it on success */
 		return err_set(err, EINVAL, "no launch profile");

@@ -1,6 +1,5 @@
 /*
- * Unit tests for spawner/local.c without forking or root: user_options
- * validation (every rejection names the field), GPU
+ * Unit tests for spawner/local.c without forking or root: GPU
  * inventory (fake device nodes in a temp dir), nvidia-smi parsing,
  * exclusive allocation persisted across a second backend instance on the
  * same database, sandbox spec construction (argv placeholders, env,
@@ -31,60 +30,6 @@ static struct spawner_cfg base_cfg(void)
 	return (struct spawner_cfg){ .profiles = profiles, .n_profiles = 4, .images = images,
 				     .state_dir = "/st", .uid_base = 200000,
 				     .stop_timeout_ms = 3000 };
-}
-
-static void expect_reject(const char *json, const char *needle)
-{
-	struct spawner_cfg cfg = base_cfg();
-	const struct spawner_profile *p = NULL;
-	const char *img = NULL;
-	struct err *e = NULL;
-
-	assert_true(local_parse_options(&cfg, json, &p, &img, &e) < 0);
-	assert_non_null(e);
-	if (!strstr(e->msg, needle))
-		fail_msg("'%s': message '%s' lacks '%s'", json, e->msg, needle);
-	assert_int_equal(err_http_status(e), 400);
-	err_free(&e);
-}
-
-static void test_local_options(void **state)
-{
-	struct spawner_cfg cfg = base_cfg();
-	const struct spawner_profile *p = NULL;
-	const char *img = NULL;
-	struct err *e = NULL;
-
-	assert_int_equal(local_parse_options(&cfg, "{}", &p, &img, &e), 0);
-	assert_string_equal(p->name, "small"); /* the first is the default */
-	assert_string_equal(img, "minimal");   /* the profile's image */
-	assert_int_equal(local_parse_options(&cfg, NULL, &p, &img, &e), 0);
-	assert_string_equal(p->name, "small");
-	assert_int_equal(local_parse_options(&cfg, "{\"profile\":\"big\",\"image\":\"vscode\"}",
-					     &p, &img, &e), 0);
-	assert_string_equal(p->name, "big");
-	assert_string_equal(img, "vscode");
-	assert_ptr_equal(img, images[2]); /* borrowed from cfg, not the parsed JSON */
-
-	expect_reject("{\"gpus\": 8}", "user_options.gpus: unknown option (allowed: profile, image)");
-	expect_reject("{\"profile\":\"small\",\"cmd\":\"sh\"}", "user_options.cmd: unknown option");
-	expect_reject("{\"profile\":\"huge\"}",
-		      "user_options.profile: unknown profile 'huge' (allowed: small, big, gpu, free)");
-	expect_reject("{\"image\":\"evil\"}",
-		      "user_options.image: unknown image 'evil' (allowed: minimal, jupyterlab, vscode)");
-	expect_reject("{\"profile\":3}", "user_options.profile must be a string");
-	expect_reject("{\"image\":null}", "user_options.image must be a string");
-	expect_reject("[]", "user_options must be a JSON object");
-	expect_reject("{bad json", "user_options must be a JSON object");
-	/* the public check: same answers, and nothing to check without profiles */
-	struct spawner sp = { .cfg = cfg };
-	assert_true(spawner_check_user_options(&sp, "{\"x\":1}", &e) < 0);
-	assert_non_null(strstr(e->msg, "user_options.x"));
-	err_free(&e);
-	sp.cfg.profiles = NULL;
-	sp.cfg.n_profiles = 0;
-	sp.cfg.images = NULL;
-	assert_int_equal(spawner_check_user_options(&sp, "{\"x\":1}", &e), 0);
 }
 
 /* ---- GPUs ---- */
@@ -550,7 +495,6 @@ static void test_local_status_lines(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_local_options),
 		cmocka_unit_test_setup_teardown(test_local_gpu_inventory, gpu_setup, gpu_teardown),
 		cmocka_unit_test_setup_teardown(test_local_gpu_alloc, gpu_setup, gpu_teardown),
 		cmocka_unit_test(test_local_spec),

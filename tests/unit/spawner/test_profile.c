@@ -1,5 +1,5 @@
 /*
- * Unit tests for spawner/quota.c: the per-user limits both profile-based
+ * Unit tests for spawner/profile.c: the per-user limits both profile-based
  * backends (local, kubernetes) apply, on both sides of each limit, and
  * what counts as a user's use.
  */
@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <cmocka.h>
 
-#include "spawner/quota.c"
+#include "spawner/profile.c"
 
 static const struct spawner_profile profiles[] = {
 	{ .name = "small", .image = "minimal", .cpu_millis = 1000, .memory_bytes = 1LL << 30,
@@ -22,10 +22,67 @@ static const struct spawner_profile profiles[] = {
 	{ .name = "free", .image = "minimal" }, /* no limits */
 };
 
+static const char *const images[] = { "minimal", "jupyterlab", "vscode", NULL };
+
 static struct spawner_cfg base_cfg(void)
 {
-	return (struct spawner_cfg){ .profiles = profiles, .n_profiles = 4 };
+	return (struct spawner_cfg){ .profiles = profiles, .n_profiles = 4, .images = images };
 }
+
+static void expect_reject(const char *json, const char *needle)
+{
+	struct spawner_cfg cfg = base_cfg();
+	const struct spawner_profile *p = NULL;
+	const char *img = NULL;
+	struct err *e = NULL;
+
+	assert_true(spawner_options_resolve(&cfg, json, &p, &img, &e) < 0);
+	assert_non_null(e);
+	if (!strstr(e->msg, needle))
+		fail_msg("'%s': message '%s' lacks '%s'", json, e->msg, needle);
+	assert_int_equal(err_http_status(e), 400);
+	err_free(&e);
+}
+
+static void test_profile_options(void **state)
+{
+	struct spawner_cfg cfg = base_cfg();
+	const struct spawner_profile *p = NULL;
+	const char *img = NULL;
+	struct err *e = NULL;
+
+	assert_int_equal(spawner_options_resolve(&cfg, "{}", &p, &img, &e), 0);
+	assert_string_equal(p->name, "small"); /* the first is the default */
+	assert_string_equal(img, "minimal");   /* the profile's image */
+	assert_int_equal(spawner_options_resolve(&cfg, NULL, &p, &img, &e), 0);
+	assert_string_equal(p->name, "small");
+	assert_int_equal(spawner_options_resolve(&cfg, "{\"profile\":\"big\",\"image\":\"vscode\"}",
+					     &p, &img, &e), 0);
+	assert_string_equal(p->name, "big");
+	assert_string_equal(img, "vscode");
+	assert_ptr_equal(img, images[2]); /* borrowed from cfg, not the parsed JSON */
+
+	expect_reject("{\"gpus\": 8}", "user_options.gpus: unknown option (allowed: profile, image)");
+	expect_reject("{\"profile\":\"small\",\"cmd\":\"sh\"}", "user_options.cmd: unknown option");
+	expect_reject("{\"profile\":\"huge\"}",
+		      "user_options.profile: unknown profile 'huge' (allowed: small, big, gpu, free)");
+	expect_reject("{\"image\":\"evil\"}",
+		      "user_options.image: unknown image 'evil' (allowed: minimal, jupyterlab, vscode)");
+	expect_reject("{\"profile\":3}", "user_options.profile must be a string");
+	expect_reject("{\"image\":null}", "user_options.image must be a string");
+	expect_reject("[]", "user_options must be a JSON object");
+	expect_reject("{bad json", "user_options must be a JSON object");
+	/* the public check: same answers, and nothing to check without profiles */
+	struct spawner sp = { .cfg = cfg };
+	assert_true(spawner_check_user_options(&sp, "{\"x\":1}", &e) < 0);
+	assert_non_null(strstr(e->msg, "user_options.x"));
+	err_free(&e);
+	sp.cfg.profiles = NULL;
+	sp.cfg.n_profiles = 0;
+	sp.cfg.images = NULL;
+	assert_int_equal(spawner_check_user_options(&sp, "{\"x\":1}", &e), 0);
+}
+
 
 static void test_quota_check(void **state)
 {
@@ -127,6 +184,7 @@ static void test_quota_entry(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_profile_options),
 		cmocka_unit_test(test_quota_check),
 		cmocka_unit_test(test_quota_usage),
 		cmocka_unit_test(test_quota_entry),
