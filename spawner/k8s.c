@@ -981,21 +981,14 @@ static const cJSON *list_find(const cJSON *list, const char *name)
 	return NULL;
 }
 
-/* A copy of the object from the startup LIST, or (after it) from a GET; NULL: none. */
-static cJSON *adopt_fetch(struct spawner_k8s *k, enum k8s_kind kind, const cJSON *list,
-			  const char *name)
+/*
+ * A copy of the object from the startup LIST; NULL: none. Adoption runs
+ * once, before the loop serves (spawner_adopt_all()), and never calls the
+ * API itself: a GET here would block the event loop.
+ */
+static cJSON *adopt_fetch(const cJSON *list, const char *name)
 {
-	struct err *e = NULL;
-	cJSON *obj = NULL;
-
-	if (!k->polled)
-		return list ? cJSON_Duplicate(list_find(list, name), true) : NULL;
-	if (k8s_get(k->client, kind, k->ns, name, &obj, NULL, &e) < 0) {
-		log_debug("adopt: get %s: %s", name, e->msg);
-		err_free(&e);
-		return NULL;
-	}
-	return obj;
+	return list ? cJSON_Duplicate(list_find(list, name), true) : NULL;
 }
 
 /* The server token in a Secret's data (base64) or stringData; owned or NULL. */
@@ -1067,7 +1060,7 @@ static int adopt_port(struct spawner *sp, const struct spawner_server *srv)
 static int adopt_ready(struct spawner_k8s *k, struct spawner_server *srv, struct k8s_srv *ks,
 		       const struct k8s_pod_view *v, struct err **err)
 {
-	cleanup_json cJSON *secret = adopt_fetch(k, K8S_SECRET, k->init_secrets, ks->secret_name);
+	cleanup_json cJSON *secret = adopt_fetch(k->init_secrets, ks->secret_name);
 	cleanup_free char *token = secret_token(secret);
 	int port = adopt_port(&k->base, srv);
 
@@ -1096,10 +1089,10 @@ static int k8s_adopt(struct spawner *sp, struct spawner_server *srv, struct err 
 	cJSON *pod;
 
 	ks_reset(k, ks);
-	pod = adopt_fetch(k, K8S_POD, k->init_pods, ks->pod_name);
+	pod = adopt_fetch(k->init_pods, ks->pod_name);
 	if (!pod) {
 		/* its Secret holds the server's and the user's tokens: not left behind */
-		cleanup_json cJSON *secret = adopt_fetch(k, K8S_SECRET, k->init_secrets,
+		cleanup_json cJSON *secret = adopt_fetch(k->init_secrets,
 							 ks->secret_name);
 
 		if (secret)
