@@ -73,12 +73,9 @@ def check_objects(tap, env, user, pod):
              lab.get("app.kubernetes.io/component")), ("nbgate", "t81", "user-server"),
             "pod labels: managed-by, gateway id, component")
     tap.is_((md.get("annotations") or {}).get("nbgate.io/user"), user, "pod annotation names the user")
-    if K.pss:
-        tap.is_(K.pss.check_restricted(pod), [], "pod passes Pod Security 'restricted'")
-        tap.is_(K.pss.check_nbgate(pod), [], "pod passes nbgate's own rules (automount off, "
-                "no secret in plain env)")
-    else:
-        tap.skip("pod passes Pod Security 'restricted'", "tests/k8s/lib/pss.py missing")
+    tap.is_(K.pss.check_restricted(pod), [], "pod passes Pod Security 'restricted'")
+    tap.is_(K.pss.check_nbgate(pod), [], "pod passes nbgate's own rules (automount off, "
+            "no secret in plain env)")
     res = c.get("resources") or {}
     tap.is_((res.get("limits", {}).get("cpu") in ("1", "1000m"),
              res.get("limits", {}).get("memory") is not None,
@@ -195,8 +192,7 @@ def gpu(tap, env):
     tap.ok(any(t.get("key") == "nvidia.com/gpu" and t.get("operator") == "Exists"
                for t in spec.get("tolerations") or []), "toleration for the GPU taint",
            spec.get("tolerations"))
-    if K.pss:
-        tap.is_(K.pss.check_restricted(pod), [], "gpu pod passes Pod Security 'restricted'")
+    tap.is_(K.pss.check_restricted(pod), [], "gpu pod passes Pod Security 'restricted'")
     tap.is_(env.proxied(U1, "api/status", server="g").status, 200, "gpu server proxied")
     env.stop_server(U1, "g")
     tap.ok(env.wait_no_pod(U1, "g", 30), "gpu pod deleted on stop")
@@ -256,7 +252,7 @@ def short_cycle(tap, env, user):
             json.dumps(m)[:400] + "\n" + env.stderr_tail())
     tap.is_(env.proxied(user, "api/status").status, 200, "%s: proxied to the real server" % env.name)
     pod = env.pod(user)
-    if pod is not None and K.pss:
+    if pod is not None:
         tap.is_(K.pss.check_restricted(pod) + K.pss.check_nbgate(pod), [],
                 "%s: pod restricted" % env.name)
     env.stop_server(user)

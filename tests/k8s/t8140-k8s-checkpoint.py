@@ -233,9 +233,8 @@ def with_image(tap, env):
             "... keeping the profile's node selector")
     tap.is_((p["metadata"].get("annotations") or {}).get("nbgate.io/restored-from"), ck[3],
             "annotation nbgate.io/restored-from = <node>:<archive>")
-    if K.pss:
-        tap.is_(K.pss.check_restricted(p) + K.pss.check_nbgate(p), [],
-                "the restored pod passes Pod Security 'restricted'")
+    tap.is_(K.pss.check_restricted(p) + K.pss.check_nbgate(p), [],
+            "the restored pod passes Pod Security 'restricted'")
     tap.is_(secret_token(env, U2), tok, "the restored pod's Secret holds the token the "
             "checkpointed process has")
     tap.ok(env.wait_proxied(U2, timeout=30), "the restored server answers through nbgate")

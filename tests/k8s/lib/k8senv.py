@@ -35,10 +35,7 @@ IMAGE_REF = "registry.example/nbgate/jupyter:1"
 BAD_IMAGE_REF = "registry.example/nbgate/missing:404"
 GPU_MODEL = "NVIDIA-A100-SXM4-40GB"
 
-try:
-    import pss  # noqa: E402 (H-MANIFESTS)
-except ImportError:
-    pss = None
+import pss  # noqa: E402,F401 (tests use K.pss)
 
 
 def jupyter_cmd(extra=None):
